@@ -13,7 +13,11 @@ pub enum Outcome {
     /// Write this response, then close.
     Respond(Vec<u8>),
     /// Write the 101; `leftover` bytes already belong to the WebSocket stream.
-    Upgrade { response: Vec<u8>, echo: bool, leftover: Vec<u8> },
+    Upgrade {
+        response: Vec<u8>,
+        echo: bool,
+        leftover: Vec<u8>,
+    },
 }
 
 /// Decides the outcome for the bytes read so far.
@@ -24,7 +28,12 @@ pub fn on_head(shared: &Shared, m: &ShardMetrics, buf: &[u8]) -> Outcome {
         Ok(Some(h)) => h,
         Err(e) => {
             m.reject(e.metric_reason());
-            return Outcome::Respond(http::error_response(e.status(), e.metric_reason(), "request head refused", &[]));
+            return Outcome::Respond(http::error_response(
+                e.status(),
+                e.metric_reason(),
+                "request head refused",
+                &[],
+            ));
         }
     };
     let echo = shared.cfg.testing.echo_path.as_deref() == Some(head.path);
@@ -39,12 +48,21 @@ pub fn on_head(shared: &Shared, m: &ShardMetrics, buf: &[u8]) -> Outcome {
     let key = match http::check_upgrade(&head) {
         Ok(k) => k,
         Err((status, msg)) => {
-            let extra: &[(&str, &str)] = if status == 426 { &[("Sec-WebSocket-Version", "13")] } else { &[] };
+            let extra: &[(&str, &str)] = if status == 426 {
+                &[("Sec-WebSocket-Version", "13")]
+            } else {
+                &[]
+            };
             return refuse(status, "bad_request", msg, extra);
         }
     };
     if shared.is_draining() {
-        return refuse(503, "draining", "server is draining", &[("Retry-After", "5")]);
+        return refuse(
+            503,
+            "draining",
+            "server is draining",
+            &[("Retry-After", "5")],
+        );
     }
     if let Some(origin) = http::header(head.headers, "origin") {
         let allowed = &shared.cfg.limits.allowed_origins;
@@ -53,7 +71,12 @@ pub fn on_head(shared: &Shared, m: &ShardMetrics, buf: &[u8]) -> Outcome {
         }
     }
     if shared.ws_connections() >= shared.cfg.limits.max_connections {
-        return refuse(503, "max_connections", "too many connections", &[("Retry-After", "5")]);
+        return refuse(
+            503,
+            "max_connections",
+            "too many connections",
+            &[("Retry-After", "5")],
+        );
     }
     Outcome::Upgrade {
         response: http::switching_protocols(key, None),
@@ -64,12 +87,16 @@ pub fn on_head(shared: &Shared, m: &ShardMetrics, buf: &[u8]) -> Outcome {
 
 /// Plain HTTP routes on the public listener.
 fn plain_route(shared: &Shared, head: &Head<'_, '_>) -> Vec<u8> {
-    let json = |status, body: &str| http::response(status, "application/json", &[], body.as_bytes(), true);
+    let json =
+        |status, body: &str| http::response(status, "application/json", &[], body.as_bytes(), true);
     match (head.method, head.path) {
         ("GET", "/health/live") => json(200, r#"{"status":"ok"}"#),
         ("GET", "/health/ready") => match shared.not_ready_reason() {
             None => json(200, r#"{"status":"ready"}"#),
-            Some(why) => json(503, &serde_json::json!({ "status": "not_ready", "reason": why }).to_string()),
+            Some(why) => json(
+                503,
+                &serde_json::json!({ "status": "not_ready", "reason": why }).to_string(),
+            ),
         },
         _ => http::error_response(404, "not_found", "no such route", &[]),
     }

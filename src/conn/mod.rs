@@ -86,7 +86,11 @@ impl Session {
     pub fn note_drop(&mut self, ev: &Event, now: Instant) {
         self.dropped += 1;
         self.overflow_since.get_or_insert(now);
-        match self.pending_gaps.iter_mut().find(|(c, _)| **c == *ev.channel) {
+        match self
+            .pending_gaps
+            .iter_mut()
+            .find(|(c, _)| **c == *ev.channel)
+        {
             Some((_, n)) => *n += 1,
             None => self.pending_gaps.push((ev.channel.clone(), 1)),
         }
@@ -94,20 +98,31 @@ impl Session {
 
     /// Whether replay already delivered `ev` to this session (resume without duplicates).
     pub fn already_replayed(&self, ev: &Event) -> bool {
-        self.subs.iter().filter(|s| *s.channel == *ev.channel).any(|s| {
-            s.watermarks
-                .iter()
-                .any(|(t, p, o)| *p == ev.partition && ev.offset <= *o && **t == *ev.topic)
-        })
+        self.subs
+            .iter()
+            .filter(|s| *s.channel == *ev.channel)
+            .any(|s| {
+                s.watermarks
+                    .iter()
+                    .any(|(t, p, o)| *p == ev.partition && ev.offset <= *o && **t == *ev.topic)
+            })
     }
 }
 
 impl Conn {
-    pub fn new(stream: TcpStream, remote: SocketAddr, now: Instant, upgrade_timeout: Duration) -> Conn {
+    pub fn new(
+        stream: TcpStream,
+        remote: SocketAddr,
+        now: Instant,
+        upgrade_timeout: Duration,
+    ) -> Conn {
         Conn {
             stream,
             remote,
-            phase: Phase::Http { head: Vec::new(), deadline: now + upgrade_timeout },
+            phase: Phase::Http {
+                head: Vec::new(),
+                deadline: now + upgrade_timeout,
+            },
             outbox: Outbox::default(),
             dirty: false,
             dead: false,
@@ -132,7 +147,8 @@ impl Conn {
             && !s.close_sent
         {
             s.close_sent = true;
-            self.outbox.push_control(crate::ws::close_frame(code, reason));
+            self.outbox
+                .push_control(crate::ws::close_frame(code, reason));
         }
         if self.closing.is_none() {
             self.closing = Some(now + CLOSE_LINGER);

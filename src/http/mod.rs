@@ -61,7 +61,13 @@ pub fn parse_head<'h, 'b>(
                 None => (target, None),
             };
             let method = req.method.ok_or(HttpError::Malformed)?;
-            Ok(Some(Head { method, path, query, headers: req.headers, len }))
+            Ok(Some(Head {
+                method,
+                path,
+                query,
+                headers: req.headers,
+                len,
+            }))
         }
         Ok(httparse::Status::Partial) if buf.len() >= max => Err(HttpError::HeadTooLarge),
         Ok(httparse::Status::Partial) => Ok(None),
@@ -72,12 +78,17 @@ pub fn parse_head<'h, 'b>(
 
 /// The value of header `name` (case-insensitive), first occurrence.
 pub fn header<'b>(headers: &[httparse::Header<'b>], name: &str) -> Option<&'b [u8]> {
-    headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value)
+    headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case(name))
+        .map(|h| h.value)
 }
 
 /// Whether a comma-separated header value contains `token` (case-insensitive).
 pub fn has_token(value: &[u8], token: &str) -> bool {
-    value.split(|b| *b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+    value
+        .split(|b| *b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
 }
 
 /// A query parameter's raw (undecoded) value.
@@ -156,7 +167,13 @@ pub fn reason(status: u16) -> &'static str {
 }
 
 /// A complete response with `Content-Length`; `extra` lines are `Name: value`.
-pub fn response(status: u16, content_type: &str, extra: &[(&str, &str)], body: &[u8], close: bool) -> Vec<u8> {
+pub fn response(
+    status: u16,
+    content_type: &str,
+    extra: &[(&str, &str)],
+    body: &[u8],
+    close: bool,
+) -> Vec<u8> {
     let mut r = format!(
         "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n",
         reason(status),
@@ -189,20 +206,38 @@ mod tests {
 
     fn parse(buf: &[u8]) -> Result<Option<(String, Option<String>, usize)>, HttpError> {
         let mut h = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        parse_head(buf, &mut h, 16 * 1024)
-            .map(|o| o.map(|h| (h.path.to_string(), h.query.map(str::to_string), h.headers.len())))
+        parse_head(buf, &mut h, 16 * 1024).map(|o| {
+            o.map(|h| {
+                (
+                    h.path.to_string(),
+                    h.query.map(str::to_string),
+                    h.headers.len(),
+                )
+            })
+        })
     }
 
     #[test]
     fn rfc6455_example_key_gives_rfc_accept() {
-        assert_eq!(websocket_accept(b"dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        assert_eq!(
+            websocket_accept(b"dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
     }
 
     #[test]
     fn partial_head_asks_for_more_and_complete_head_splits_query() {
-        assert_eq!(parse(b"GET /v1/ws?token=a HTTP/1.1\r\nHost: x\r\n"), Ok(None));
-        let (p, q, n) = parse(b"GET /v1/ws?token=a HTTP/1.1\r\nHost: x\r\n\r\n").unwrap().unwrap();
-        assert_eq!((p.as_str(), q.as_deref(), n), ("/v1/ws", Some("token=a"), 1));
+        assert_eq!(
+            parse(b"GET /v1/ws?token=a HTTP/1.1\r\nHost: x\r\n"),
+            Ok(None)
+        );
+        let (p, q, n) = parse(b"GET /v1/ws?token=a HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (p.as_str(), q.as_deref(), n),
+            ("/v1/ws", Some("token=a"), 1)
+        );
     }
 
     #[test]

@@ -22,7 +22,9 @@ unsafe impl Send for IoVecs {}
 
 impl Default for IoVecs {
     fn default() -> Self {
-        IoVecs { iov: Vec::with_capacity(IOV_MAX) }
+        IoVecs {
+            iov: Vec::with_capacity(IOV_MAX),
+        }
     }
 }
 
@@ -37,17 +39,34 @@ impl IoVecs {
     ) -> io::Result<usize> {
         self.iov.clear();
         for (i, f) in frames.take(IOV_MAX).enumerate() {
-            let s: &[u8] = if i == 0 { &f[head_offset.min(f.len())..] } else { f };
-            self.iov.push(libc::iovec { iov_base: s.as_ptr() as *mut libc::c_void, iov_len: s.len() });
+            let s: &[u8] = if i == 0 {
+                &f[head_offset.min(f.len())..]
+            } else {
+                f
+            };
+            self.iov.push(libc::iovec {
+                iov_base: s.as_ptr() as *mut libc::c_void,
+                iov_len: s.len(),
+            });
         }
         if self.iov.is_empty() {
             return Ok(0);
         }
         // SAFETY: every iovec points into a `Bytes` borrowed from `frames` for this call and
         // `iov_len` is that slice's length; the count is ≤ IOV_MAX; the fd is a live socket.
-        let n = unsafe { libc::writev(fd.as_raw_fd(), self.iov.as_ptr(), self.iov.len() as libc::c_int) };
+        let n = unsafe {
+            libc::writev(
+                fd.as_raw_fd(),
+                self.iov.as_ptr(),
+                self.iov.len() as libc::c_int,
+            )
+        };
         self.iov.clear();
-        if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) }
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
     }
 }
 
@@ -66,7 +85,10 @@ pub fn reuseport_listener(addr: SocketAddr) -> io::Result<TcpListener> {
 
 /// Per-process open-file soft limit raised to the hard limit; returns the new soft limit.
 pub fn raise_nofile_limit() -> io::Result<u64> {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: `lim` is a valid, writable rlimit for getrlimit to fill.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
         return Err(io::Error::last_os_error());

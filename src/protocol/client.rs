@@ -10,9 +10,19 @@ pub type Since = Vec<(String, i32, i64)>;
 /// A parsed client message.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClientMessage {
-    Subscribe { id: Option<String>, channels: Vec<String>, filter: Option<Value>, since: Option<Since> },
-    Unsubscribe { id: Option<String>, channels: Vec<String> },
-    Ping { id: Option<String> },
+    Subscribe {
+        id: Option<String>,
+        channels: Vec<String>,
+        filter: Option<Value>,
+        since: Option<Since>,
+    },
+    Unsubscribe {
+        id: Option<String>,
+        channels: Vec<String>,
+    },
+    Ping {
+        id: Option<String>,
+    },
 }
 
 /// Why a client message was refused (sent back as `{"type":"error","code":…}`).
@@ -57,18 +67,33 @@ impl ClientMessage {
             code: "bad_request",
             message: format!("invalid message: {e}"),
         })?;
-        let bad = |id: &Option<String>, m: String| ClientError { id: id.clone(), code: "bad_request", message: m };
+        let bad = |id: &Option<String>, m: String| ClientError {
+            id: id.clone(),
+            code: "bad_request",
+            message: m,
+        };
         let check_channels = |id: &Option<String>, chans: &[String]| {
             if chans.is_empty() {
                 return Err(bad(id, "channels must not be empty".into()));
             }
-            match chans.iter().find(|c| c.is_empty() || c.len() > MAX_CHANNEL_LEN) {
-                Some(c) => Err(bad(id, format!("invalid channel name {c:?} (1..={MAX_CHANNEL_LEN} bytes)"))),
+            match chans
+                .iter()
+                .find(|c| c.is_empty() || c.len() > MAX_CHANNEL_LEN)
+            {
+                Some(c) => Err(bad(
+                    id,
+                    format!("invalid channel name {c:?} (1..={MAX_CHANNEL_LEN} bytes)"),
+                )),
                 None => Ok(()),
             }
         };
         Ok(match wire {
-            Wire::Subscribe { id, channels, filter, since } => {
+            Wire::Subscribe {
+                id,
+                channels,
+                filter,
+                since,
+            } => {
                 check_channels(&id, &channels)?;
                 if let Some(f) = &filter
                     && !f.is_object()
@@ -79,7 +104,12 @@ impl ClientMessage {
                     None => None,
                     Some(m) => Some(parse_since(&m).map_err(|e| bad(&id, e))?),
                 };
-                ClientMessage::Subscribe { id, channels, filter, since }
+                ClientMessage::Subscribe {
+                    id,
+                    channels,
+                    filter,
+                    since,
+                }
             }
             Wire::Unsubscribe { id, channels } => {
                 check_channels(&id, &channels)?;
@@ -96,8 +126,12 @@ fn parse_since(m: &serde_json::Map<String, Value>) -> Result<Since, String> {
             let (topic, part) = k
                 .rsplit_once('/')
                 .ok_or_else(|| format!("since key {k:?} must be \"topic/partition\""))?;
-            let part: i32 = part.parse().map_err(|_| format!("since key {k:?}: bad partition"))?;
-            let off = v.as_i64().ok_or_else(|| format!("since[{k:?}] must be an integer offset"))?;
+            let part: i32 = part
+                .parse()
+                .map_err(|_| format!("since key {k:?}: bad partition"))?;
+            let off = v
+                .as_i64()
+                .ok_or_else(|| format!("since[{k:?}] must be an integer offset"))?;
             Ok((topic.to_string(), part, off))
         })
         .collect()
@@ -120,11 +154,19 @@ mod tests {
         )
         .unwrap();
         match m {
-            ClientMessage::Subscribe { id, channels, filter, since } => {
+            ClientMessage::Subscribe {
+                id,
+                channels,
+                filter,
+                since,
+            } => {
                 assert_eq!(id.as_deref(), Some("r1"));
                 assert_eq!(channels, vec!["issues"]);
                 assert!(filter.is_some());
-                assert_eq!(since.unwrap(), vec![("issues.enriched".to_string(), 0, 120)]);
+                assert_eq!(
+                    since.unwrap(),
+                    vec![("issues.enriched".to_string(), 0, 120)]
+                );
             }
             other => panic!("{other:?}"),
         }
@@ -132,13 +174,15 @@ mod tests {
 
     #[test]
     fn errors_echo_the_request_id_and_say_what_is_wrong() {
-        let e = ClientMessage::parse(br#"{"type":"subscribe","id":"r9","channels":[]}"#).unwrap_err();
+        let e =
+            ClientMessage::parse(br#"{"type":"subscribe","id":"r9","channels":[]}"#).unwrap_err();
         assert_eq!(e.id.as_deref(), Some("r9"));
         assert!(e.message.contains("channels"));
         let e = ClientMessage::parse(br#"{"type":"dance","id":"r2"}"#).unwrap_err();
         assert_eq!((e.code, e.id.as_deref()), ("bad_request", Some("r2")));
         assert!(ClientMessage::parse(b"not json").is_err());
-        let e = ClientMessage::parse(br#"{"type":"subscribe","channels":["a"],"since":{"t/x":1}}"#).unwrap_err();
+        let e = ClientMessage::parse(br#"{"type":"subscribe","channels":["a"],"since":{"t/x":1}}"#)
+            .unwrap_err();
         assert!(e.message.contains("partition"));
     }
 }

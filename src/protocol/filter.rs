@@ -26,11 +26,17 @@ impl Filter {
             if k.is_empty() {
                 return Err("filter keys must not be empty".into());
             }
-            let ptr = if k.starts_with('/') { k.clone() } else { format!("/{}", k.replace('~', "~0").replace('/', "~1")) };
+            let ptr = if k.starts_with('/') {
+                k.clone()
+            } else {
+                format!("/{}", k.replace('~', "~0").replace('/', "~1"))
+            };
             let values = match want {
                 Value::Array(a) if a.is_empty() => return Err(format!("filter {k:?}: empty list")),
                 Value::Array(a) => a.clone(),
-                Value::Object(_) => return Err(format!("filter {k:?}: value must be a scalar or a list")),
+                Value::Object(_) => {
+                    return Err(format!("filter {k:?}: value must be a scalar or a list"));
+                }
                 other => vec![other.clone()],
             };
             clauses.push((ptr, values));
@@ -51,10 +57,12 @@ impl Filter {
     /// Whether event `data` passes.
     #[inline]
     pub fn matches(&self, data: &Value) -> bool {
-        self.clauses.iter().all(|(ptr, values)| match data.pointer(ptr) {
-            Some(got) => values.iter().any(|w| w == got),
-            None => false,
-        })
+        self.clauses
+            .iter()
+            .all(|(ptr, values)| match data.pointer(ptr) {
+                Some(got) => values.iter().any(|w| w == got),
+                None => false,
+            })
     }
 }
 
@@ -65,7 +73,8 @@ mod tests {
 
     #[test]
     fn and_across_keys_or_within_lists_and_pointers() {
-        let f = Filter::parse(&json!({"severity":["high","critical"],"/meta/component":"api"})).unwrap();
+        let f = Filter::parse(&json!({"severity":["high","critical"],"/meta/component":"api"}))
+            .unwrap();
         assert!(f.matches(&json!({"severity":"high","meta":{"component":"api"}})));
         assert!(f.matches(&json!({"severity":"critical","meta":{"component":"api"}})));
         assert!(!f.matches(&json!({"severity":"low","meta":{"component":"api"}})));
@@ -83,7 +92,11 @@ mod tests {
     #[test]
     fn bad_filters_are_explained() {
         assert!(Filter::parse(&json!([1])).is_err());
-        assert!(Filter::parse(&json!({"a":[]})).unwrap_err().contains("\"a\""));
+        assert!(
+            Filter::parse(&json!({"a":[]}))
+                .unwrap_err()
+                .contains("\"a\"")
+        );
         assert!(Filter::parse(&json!({"a":{"b":1}})).is_err());
     }
 

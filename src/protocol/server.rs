@@ -12,11 +12,17 @@ fn frame(v: Value) -> Bytes {
 
 /// `welcome` on open.
 pub fn welcome(connection_id: &str, heartbeat_ms: u64, limits: Value) -> Bytes {
-    frame(json!({"type":"welcome","connection_id":connection_id,"protocol":super::PROTOCOL_VERSION,"heartbeat_ms":heartbeat_ms,"limits":limits}))
+    frame(
+        json!({"type":"welcome","connection_id":connection_id,"protocol":super::PROTOCOL_VERSION,"heartbeat_ms":heartbeat_ms,"limits":limits}),
+    )
 }
 
 /// `subscribed` ack; `recovered:false` carries the reason the client must reload state.
-pub fn subscribed(id: Option<&str>, channels: &[String], recovered: Option<(bool, Option<&str>, usize)>) -> Bytes {
+pub fn subscribed(
+    id: Option<&str>,
+    channels: &[String],
+    recovered: Option<(bool, Option<&str>, usize)>,
+) -> Bytes {
     let mut v = json!({"type":"subscribed","id":id,"channels":channels});
     if let Some((ok, reason, replayed)) = recovered {
         v["recovered"] = json!(ok);

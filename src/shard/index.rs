@@ -41,9 +41,19 @@ impl ChannelIndex {
     }
 
     /// Removes `conn` from `channel`; returns whether it was there.
-    pub fn remove(&mut self, shard: usize, table: &SubscriptionTable, channel: &str, conn: usize) -> bool {
-        let Some(v) = self.map.get_mut(channel) else { return false };
-        let Some(i) = v.iter().position(|x| x.conn == conn) else { return false };
+    pub fn remove(
+        &mut self,
+        shard: usize,
+        table: &SubscriptionTable,
+        channel: &str,
+        conn: usize,
+    ) -> bool {
+        let Some(v) = self.map.get_mut(channel) else {
+            return false;
+        };
+        let Some(i) = v.iter().position(|x| x.conn == conn) else {
+            return false;
+        };
         v.swap_remove(i);
         if v.is_empty() {
             self.map.remove(channel);
@@ -65,8 +75,24 @@ mod tests {
     fn global_table_follows_first_and_last_local_subscriber() {
         let t = SubscriptionTable::default();
         let mut ix = ChannelIndex::default();
-        ix.insert(2, &t, "a", Entry { conn: 1, filter: None });
-        ix.insert(2, &t, "a", Entry { conn: 5, filter: None });
+        ix.insert(
+            2,
+            &t,
+            "a",
+            Entry {
+                conn: 1,
+                filter: None,
+            },
+        );
+        ix.insert(
+            2,
+            &t,
+            "a",
+            Entry {
+                conn: 5,
+                filter: None,
+            },
+        );
         assert_eq!(t.shards_for("a"), 0b100);
         assert!(ix.remove(2, &t, "a", 1));
         assert_eq!(t.shards_for("a"), 0b100);

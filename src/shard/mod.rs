@@ -119,9 +119,16 @@ struct Drain {
 
 impl Shard {
     /// Builds shard `id` around its poll (whose waker feeds `inbox`) and listener.
-    pub fn new(id: usize, poll: Poll, listener: StdListener, inbox: Arc<ShardInbox>, shared: Arc<Shared>) -> std::io::Result<Shard> {
+    pub fn new(
+        id: usize,
+        poll: Poll,
+        listener: StdListener,
+        inbox: Arc<ShardInbox>,
+        shared: Arc<Shared>,
+    ) -> std::io::Result<Shard> {
         let mut listener = TcpListener::from_std(listener);
-        poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
         let now = Instant::now();
         Ok(Shard {
             poll,
@@ -158,7 +165,10 @@ impl Shard {
             } else if self.drain.is_some() {
                 Some(Duration::from_millis(10))
             } else {
-                self.ctx.timers.timeout(Instant::now()).or(Some(Duration::from_secs(1)))
+                self.ctx
+                    .timers
+                    .timeout(Instant::now())
+                    .or(Some(Duration::from_secs(1)))
             };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == std::io::ErrorKind::Interrupted {
@@ -196,18 +206,25 @@ impl Shard {
 
     fn accept(&mut self) {
         loop {
-            let Some(listener) = &self.listener else { return };
+            let Some(listener) = &self.listener else {
+                return;
+            };
             match listener.accept() {
                 Ok((mut stream, remote)) => {
                     let _ = stream.set_nodelay(true);
                     let entry = self.conns.vacant_entry();
                     let key = entry.key();
                     let interest = Interest::READABLE | Interest::WRITABLE;
-                    if let Err(e) = self.poll.registry().register(&mut stream, Token(key), interest) {
+                    if let Err(e) = self
+                        .poll
+                        .registry()
+                        .register(&mut stream, Token(key), interest)
+                    {
                         tracing::warn!("register failed: {e}");
                         continue;
                     }
-                    let timeout = Duration::from_millis(self.ctx.shared.cfg.server.upgrade_timeout_ms);
+                    let timeout =
+                        Duration::from_millis(self.ctx.shared.cfg.server.upgrade_timeout_ms);
                     entry.insert(Conn::new(stream, remote, self.ctx.now, timeout));
                     self.ctx.metrics().connections_total_http.inc();
                     self.rearm(key);
@@ -237,7 +254,9 @@ impl Shard {
     fn rearm(&mut self, key: usize) {
         let hb = Duration::from_millis(self.ctx.shared.cfg.server.heartbeat_ms);
         let slow = Duration::from_secs(self.ctx.shared.cfg.limits.slow_consumer_close_s);
-        let Some(c) = self.conns.get_mut(key) else { return };
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
         let at = c.next_deadline(hb, slow);
         if matches!(c.timer, Some((t, _)) if t <= at) {
             return;
@@ -257,12 +276,22 @@ impl Shard {
             if let Some(mut l) = self.listener.take() {
                 let _ = self.poll.registry().deregister(&mut l);
             }
-            self.drain = Some(Drain { start: now, initial: self.conns.len(), closed: 0 });
+            self.drain = Some(Drain {
+                start: now,
+                initial: self.conns.len(),
+                closed: 0,
+            });
         }
         let window = Duration::from_millis(self.ctx.shared.cfg.server.drain_ms);
-        let Some(d) = &mut self.drain else { return false };
+        let Some(d) = &mut self.drain else {
+            return false;
+        };
         let elapsed = now.saturating_duration_since(d.start);
-        let frac = if window.is_zero() { 1.0 } else { (elapsed.as_secs_f64() / window.as_secs_f64()).min(1.0) };
+        let frac = if window.is_zero() {
+            1.0
+        } else {
+            (elapsed.as_secs_f64() / window.as_secs_f64()).min(1.0)
+        };
         let target = ((d.initial as f64 * frac).ceil() as usize).max(1);
         let mut to_close = Vec::new();
         for (key, c) in self.conns.iter() {

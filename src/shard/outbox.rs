@@ -74,7 +74,9 @@ impl Outbox {
         mut on_drop: impl FnMut(&Event),
     ) {
         let len = ev.ws_frame.len();
-        while !self.frames.is_empty() && (self.frames.len() >= max_frames || self.bytes + len > max_bytes) {
+        while !self.frames.is_empty()
+            && (self.frames.len() >= max_frames || self.bytes + len > max_bytes)
+        {
             match self.drop_oldest_event() {
                 Some(dropped) => on_drop(&dropped),
                 None => break,
@@ -118,7 +120,12 @@ impl Outbox {
 
     fn drop_oldest_event(&mut self) -> Option<Arc<Event>> {
         let skip = usize::from(self.head_offset > 0);
-        let idx = self.frames.iter().skip(skip).position(|f| matches!(f, Frame::Event(_)))? + skip;
+        let idx = self
+            .frames
+            .iter()
+            .skip(skip)
+            .position(|f| matches!(f, Frame::Event(_)))?
+            + skip;
         match self.frames.remove(idx) {
             Some(Frame::Event(e)) => {
                 self.bytes -= e.ws_frame.len();
@@ -139,14 +146,23 @@ impl Outbox {
         }
         let n = iov.write_frames(fd, self.head_offset, self.frames.iter().map(Frame::bytes))?;
         self.consume(n);
-        Ok((n, if self.frames.is_empty() { Flushed::All } else { Flushed::Partial }))
+        Ok((
+            n,
+            if self.frames.is_empty() {
+                Flushed::All
+            } else {
+                Flushed::Partial
+            },
+        ))
     }
 
     /// Marks `n` bytes as written: pops finished frames, keeps the offset into a torn one.
     fn consume(&mut self, mut n: usize) {
         self.bytes -= n;
         while n > 0 {
-            let Some(front) = self.frames.front() else { break };
+            let Some(front) = self.frames.front() else {
+                break;
+            };
             let rest = front.bytes().len() - self.head_offset;
             if n >= rest {
                 n -= rest;
@@ -177,7 +193,16 @@ mod tests {
         let topic: Arc<str> = "t".into();
         let data = format!("\"{}\"", "x".repeat(size));
         Arc::new(Event::new(
-            EventParts { channel: "c", topic: &topic, partition: 0, offset, ts_ms: 0, event_type: None, correlation_id: None, data_json: data.as_bytes() },
+            EventParts {
+                channel: "c",
+                topic: &topic,
+                partition: 0,
+                offset,
+                ts_ms: 0,
+                event_type: None,
+                correlation_id: None,
+                data_json: data.as_bytes(),
+            },
             serde_json::Value::Null,
         ))
     }
@@ -191,7 +216,13 @@ mod tests {
             o.push_event(&ev(i, 10), 3, 1 << 20, |e| dropped.push(e.offset));
         }
         assert_eq!(dropped, vec![0, 1, 2]);
-        let kept: Vec<_> = o.iter().filter_map(|f| match f { Frame::Event(e) => Some(e.offset), _ => None }).collect();
+        let kept: Vec<_> = o
+            .iter()
+            .filter_map(|f| match f {
+                Frame::Event(e) => Some(e.offset),
+                _ => None,
+            })
+            .collect();
         assert_eq!(kept, vec![3, 4]);
         assert!(matches!(o.iter().next(), Some(Frame::Control(_))));
     }

@@ -28,7 +28,13 @@ pub struct TimerWheel {
 
 impl TimerWheel {
     pub fn new(start: Instant, tick: Duration) -> TimerWheel {
-        TimerWheel { slots: vec![Vec::new(); SLOTS], start, tick, next: 0, len: 0 }
+        TimerWheel {
+            slots: vec![Vec::new(); SLOTS],
+            start,
+            tick,
+            next: 0,
+            len: 0,
+        }
     }
 
     fn tick_of(&self, t: Instant) -> u64 {
@@ -38,7 +44,11 @@ impl TimerWheel {
     /// Fires `(key, generation)` at or after `at`.
     pub fn arm(&mut self, key: usize, generation: u32, at: Instant) {
         let tick = self.tick_of(at).max(self.next);
-        self.slots[(tick % SLOTS as u64) as usize].push(Entry { key, generation, tick });
+        self.slots[(tick % SLOTS as u64) as usize].push(Entry {
+            key,
+            generation,
+            tick,
+        });
         self.len += 1;
     }
 

@@ -26,7 +26,9 @@ fn kill(ctx: &mut Ctx, key: usize, conn: &mut Conn) {
 impl Shard {
     pub(super) fn on_readable(&mut self, key: usize, scratch: &mut [u8]) {
         let Shard { conns, ctx, .. } = self;
-        let Some(conn) = conns.get_mut(key) else { return };
+        let Some(conn) = conns.get_mut(key) else {
+            return;
+        };
         loop {
             if conn.dead {
                 break;
@@ -68,11 +70,15 @@ impl Shard {
             let Some(item) = ctx.inbox.pop() else { break };
             match item {
                 RingItem::Event(ev) => {
-                    let Some(entries) = ctx.index.get(&ev.channel) else { continue };
+                    let Some(entries) = ctx.index.get(&ev.channel) else {
+                        continue;
+                    };
                     let now = ctx.now;
                     let mut delivered = false;
                     for e in entries {
-                        let Some(conn) = conns.get_mut(e.conn) else { continue };
+                        let Some(conn) = conns.get_mut(e.conn) else {
+                            continue;
+                        };
                         if conn.dead || conn.closing.is_some() {
                             continue;
                         }
@@ -81,15 +87,18 @@ impl Shard {
                         {
                             continue;
                         }
-                        let Phase::Ws(s) = &mut conn.phase else { continue };
+                        let Phase::Ws(s) = &mut conn.phase else {
+                            continue;
+                        };
                         if s.has_watermarks && s.already_replayed(&ev) {
                             continue;
                         }
                         let before = conn.outbox.bytes();
-                        conn.outbox.push_event(&ev, max_frames, max_bytes, |d: &Event| {
-                            s.note_drop(d, now);
-                            m.dropped_slow_consumer.inc();
-                        });
+                        conn.outbox
+                            .push_event(&ev, max_frames, max_bytes, |d: &Event| {
+                                s.note_drop(d, now);
+                                m.dropped_slow_consumer.inc();
+                            });
                         ctx.outbox_bytes += conn.outbox.bytes() as i64 - before as i64;
                         ctx.deliveries += 1;
                         s.sent += 1;
@@ -104,10 +113,16 @@ impl Shard {
                     }
                 }
                 RingItem::Gap { channel, dropped } => {
-                    let Some(entries) = ctx.index.get(&channel) else { continue };
+                    let Some(entries) = ctx.index.get(&channel) else {
+                        continue;
+                    };
                     for e in entries {
-                        let Some(conn) = conns.get_mut(e.conn) else { continue };
-                        let Phase::Ws(s) = &mut conn.phase else { continue };
+                        let Some(conn) = conns.get_mut(e.conn) else {
+                            continue;
+                        };
+                        let Phase::Ws(s) = &mut conn.phase else {
+                            continue;
+                        };
                         match s.pending_gaps.iter_mut().find(|(c, _)| *c == channel) {
                             Some((_, n)) => *n += dropped,
                             None => s.pending_gaps.push((channel.clone(), dropped)),
@@ -144,7 +159,9 @@ impl Shard {
         let slow = Duration::from_secs(self.ctx.shared.cfg.limits.slow_consumer_close_s);
         for (key, generation) in fired {
             let Shard { conns, ctx, .. } = self;
-            let Some(conn) = conns.get_mut(key) else { continue };
+            let Some(conn) = conns.get_mut(key) else {
+                continue;
+            };
             if conn.timer.map(|t| t.1) != Some(generation) || conn.dead {
                 continue;
             }
@@ -169,7 +186,10 @@ impl Shard {
                             m.closed_heartbeat.inc();
                             tracing::info!(connection_id = %s.id, "peer silent past 1.5x heartbeat; closing");
                             conn.close(1001, "heartbeat timeout", now);
-                        } else if s.overflow_since.is_some_and(|o| now.saturating_duration_since(o) >= slow) {
+                        } else if s
+                            .overflow_since
+                            .is_some_and(|o| now.saturating_duration_since(o) >= slow)
+                        {
                             m.closed_slow_consumer.inc();
                             tracing::info!(connection_id = %s.id, "slow consumer; closing with 4000");
                             let before = conn.outbox.bytes() as i64;
@@ -177,7 +197,8 @@ impl Shard {
                             ctx.outbox_bytes += conn.outbox.bytes() as i64 - before;
                             conn.close(4000, "slow consumer", now);
                         } else if now >= s.next_ping {
-                            conn.outbox.push_control(bytes::Bytes::from_static(b"\x89\x00"));
+                            conn.outbox
+                                .push_control(bytes::Bytes::from_static(b"\x89\x00"));
                             s.next_ping = now + hb;
                         }
                     }
@@ -196,7 +217,9 @@ impl Shard {
         let m = &shared.metrics.shards[self.ctx.id];
         for key in dirty.drain(..) {
             let Shard { conns, ctx, .. } = self;
-            let Some(conn) = conns.get_mut(key) else { continue };
+            let Some(conn) = conns.get_mut(key) else {
+                continue;
+            };
             conn.dirty = false;
             if conn.dead {
                 continue;
@@ -249,7 +272,9 @@ impl Shard {
     pub(super) fn remove_dead(&mut self) {
         let dead = std::mem::take(&mut self.ctx.dead);
         for key in dead {
-            let Some(mut conn) = self.conns.try_remove(key) else { continue };
+            let Some(mut conn) = self.conns.try_remove(key) else {
+                continue;
+            };
             let ctx = &mut self.ctx;
             session::drop_subscriptions(ctx, key, &mut conn);
             ctx.outbox_bytes -= conn.outbox.bytes() as i64;
@@ -265,7 +290,8 @@ impl Shard {
     pub(super) fn publish_tallies(&mut self) {
         let m = &self.ctx.shared.metrics.shards[self.ctx.id];
         m.deliveries.add(std::mem::take(&mut self.ctx.deliveries));
-        m.outbox_bytes.add(std::mem::take(&mut self.ctx.outbox_bytes));
+        m.outbox_bytes
+            .add(std::mem::take(&mut self.ctx.outbox_bytes));
     }
 }
 
@@ -281,7 +307,11 @@ fn on_bytes(ctx: &mut Ctx, key: usize, conn: &mut Conn, chunk: &[u8]) {
                 conn.close(0, "", ctx.now);
                 return;
             }
-            Outcome::Upgrade { response, echo, leftover } => {
+            Outcome::Upgrade {
+                response,
+                echo,
+                leftover,
+            } => {
                 conn.outbox.push_control(response.into());
                 let s = new_session(ctx, echo);
                 if !echo {
@@ -291,7 +321,11 @@ fn on_bytes(ctx: &mut Ctx, key: usize, conn: &mut Conn, chunk: &[u8]) {
                         "inbound_msgs_per_s": l.inbound_msgs_per_s, "inbound_burst": l.inbound_burst,
                         "outbox_frames": l.outbox_frames, "outbox_bytes": l.outbox_bytes,
                     });
-                    conn.outbox.push_control(server::welcome(&s.id, ctx.shared.cfg.server.heartbeat_ms, limits));
+                    conn.outbox.push_control(server::welcome(
+                        &s.id,
+                        ctx.shared.cfg.server.heartbeat_ms,
+                        limits,
+                    ));
                 }
                 tracing::info!(connection_id = %s.id, remote = %conn.remote, "connected");
                 conn.phase = Phase::Ws(Box::new(s));
@@ -331,17 +365,25 @@ fn new_session(ctx: &mut Ctx, echo: bool) -> Session {
 
 /// WebSocket bytes: decode every complete message and act on it.
 fn ws_bytes(ctx: &mut Ctx, key: usize, conn: &mut Conn, chunk: &[u8]) {
-    let Phase::Ws(s) = &mut conn.phase else { return };
+    let Phase::Ws(s) = &mut conn.phase else {
+        return;
+    };
     s.rbuf.extend_from_slice(chunk);
     loop {
-        let Phase::Ws(s) = &mut conn.phase else { return };
+        let Phase::Ws(s) = &mut conn.phase else {
+            return;
+        };
         let msg = match s.decoder.decode(&mut s.rbuf) {
             Ok(Some(m)) => m,
             Ok(None) => break,
             Err(e) => {
                 let code = e.close_code();
                 let m = ctx.metrics();
-                if code == 1009 { m.closed_too_big.inc() } else { m.closed_protocol.inc() }
+                if code == 1009 {
+                    m.closed_too_big.inc()
+                } else {
+                    m.closed_protocol.inc()
+                }
                 tracing::info!(connection_id = %s.id, "closing on protocol error {e:?} ({code})");
                 conn.close(code, "", ctx.now);
                 return;
