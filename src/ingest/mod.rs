@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 pub struct KafkaConfig {
     /// Bootstrap servers, e.g. `host:9092`; empty runs librdkafka's mock cluster in process.
     pub brokers: String,
+    /// `kafka` (default) or `direct` (no Kafka: publishes go straight to the fan-out).
+    pub mode: String,
 }
 
 /// `[replay]`: replay buffer bounds per partition.
