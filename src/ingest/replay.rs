@@ -332,7 +332,7 @@ mod tests {
         }
         let (n, bytes) = b.usage("t", 0);
         assert!(bytes <= 4096, "{bytes}");
-        assert!(n >= 1 && n < 10, "{n}");
+        assert!((1..10).contains(&n), "{n}");
         assert_eq!(b.complete_from("t", 0), Some(50 - n as i64));
     }
 
