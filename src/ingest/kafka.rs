@@ -78,7 +78,8 @@ pub fn spawn_ingest(
     let routes = Routes::compile(&cfg.routes, &kcfg.default_topic)
         .map_err(|e| anyhow::anyhow!("invalid route: {e}"))?;
     if kcfg.mode == "direct" {
-        let sink: Arc<dyn PublishSink> = Arc::new(DirectSink::new(publisher, metrics));
+        let sink: Arc<dyn PublishSink> =
+            Arc::new(DirectSink::new(publisher, metrics).with_replay(replay));
         let handle = std::thread::Builder::new()
             .name("fanline-ingest".into())
             .spawn(move || {
