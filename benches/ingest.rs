@@ -51,6 +51,17 @@ fn bench(c: &mut Criterion) {
                 black_box(router.route(black_box(&rec)).expect("routes"))
             })
         });
+        g.bench_function(format!("{name}_parse_json_only"), |b| {
+            let mut scratch = Vec::new();
+            b.iter(|| black_box(fanline::ingest::parse_json(black_box(&value), &mut scratch)))
+        });
+        g.bench_function(format!("{name}_serde_json_from_slice_only"), |b| {
+            b.iter(|| {
+                black_box(serde_json::from_slice::<serde_json::Value>(black_box(
+                    &value,
+                )))
+            })
+        });
         let value = payload(size);
         g.bench_function(format!("{name}_default_route_header_channel"), |b| {
             let mut offset = 0i64;

@@ -135,3 +135,63 @@ pub struct RouteConfig {
     /// A value that is not JSON is delivered as a JSON string instead of being skipped.
     pub raw: bool,
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    #[test]
+    fn kafka_settings_from_file_and_env() {
+        let dir = std::env::temp_dir().join(format!("fanline-kcfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("f.toml");
+        std::fs::write(
+            &path,
+            r#"
+[kafka]
+brokers = "k1:9092,k2:9092"
+[kafka.properties]
+"security.protocol" = "SASL_SSL"
+"sasl.mechanism" = "PLAIN"
+[[route]]
+topic = "issues.enriched"
+channel = "issues"
+event_type = "/type"
+"#,
+        )
+        .unwrap();
+        let env = vec![
+            ("FANLINE_KAFKA_START".to_string(), "warm".to_string()),
+            (
+                "FANLINE_KAFKA_READY_GRACE_MS".to_string(),
+                "250".to_string(),
+            ),
+            ("FANLINE_REPLAY_MAX_RECORDS".to_string(), "5".to_string()),
+        ];
+        let c = Config::load(Some(&path), env).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(c.kafka.brokers, "k1:9092,k2:9092");
+        assert_eq!(c.kafka.start, "warm");
+        assert_eq!(c.kafka.ready_grace_ms, 250);
+        assert_eq!(c.kafka.properties["security.protocol"], "SASL_SSL");
+        assert_eq!(c.kafka.default_topic, "fanline.events");
+        assert_eq!(c.kafka.partitions, 3);
+        assert_eq!(c.replay.max_records, 5);
+        assert_eq!(c.replay.max_age_s, 120);
+        assert_eq!(c.routes[0].event_type.as_deref(), Some("/type"));
+    }
+
+    #[test]
+    fn bad_kafka_settings_are_rejected_by_name() {
+        for (k, v, name) in [
+            ("FANLINE_KAFKA_START", "\"middle\"", "kafka.start"),
+            ("FANLINE_KAFKA_MODE", "\"mqtt\"", "kafka.mode"),
+            ("FANLINE_KAFKA_PARTITIONS", "0", "kafka.partitions"),
+        ] {
+            let e = Config::load(None, vec![(k.to_string(), v.to_string())])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(name), "{e}");
+        }
+    }
+}

@@ -105,7 +105,12 @@ pub fn spawn_ingest(
                 &tx,
             );
             match ingest {
-                Ok((mut ingest, _cluster)) => ingest.run(),
+                Ok((mut ingest, cluster)) => {
+                    ingest.run();
+                    // consumer first, then the embedded cluster it talks to
+                    drop(ingest);
+                    drop(cluster);
+                }
                 Err(e) => {
                     error!("kafka ingest failed to start: {e:#}");
                     let _ = tx.send(Err(format!("{e:#}")));
@@ -329,7 +334,6 @@ impl Ingest {
     }
 
     fn run(&mut self) {
-        let started = Instant::now();
         while !self.shutdown.load(Ordering::Acquire) {
             if Instant::now() >= self.next_refresh {
                 self.refresh_assignment();
@@ -338,7 +342,7 @@ impl Ingest {
             if got > 0 {
                 self.link_ok();
             }
-            self.check_link(started);
+            self.check_link();
         }
         self.publisher.flush();
         info!("kafka ingest stopped");
@@ -436,6 +440,8 @@ impl Ingest {
                     (true, "warm", Some((lo, hi))) => {
                         Offset::Offset(lo.max(hi - self.cfg.warm_records))
                     }
+                    // watermarks unknown: librdkafka resolves the tail, but history cannot be
+                    // told from live records, so it is published too
                     (true, "warm", None) => Offset::OffsetTail(self.cfg.warm_records),
                     (true, _, Some((_, hi))) => Offset::Offset(hi),
                     (true, _, None) => Offset::End,
@@ -502,7 +508,7 @@ impl Ingest {
         }
     }
 
-    fn check_link(&mut self, _started: Instant) {
+    fn check_link(&mut self) {
         if !self.consumer.context().link_down.load(Ordering::Acquire) {
             return;
         }
