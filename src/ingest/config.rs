@@ -22,8 +22,9 @@ pub const DEFAULT_TOPIC: &str = "fanline.events";
 /// - `socket.nagle.disable = true`, `enable.auto.commit = false`, `enable.partition.eof = false`,
 ///   `topic.metadata.refresh.interval.ms = metadata_refresh_ms`.
 ///
-/// The producer behind `POST /v1/publish` uses `linger.ms = 0`, `acks = all` and
-/// `message.timeout.ms = 5000`.
+/// The producer behind `POST /v1/publish` uses `linger.ms = 0`, `acks = all`,
+/// `enable.idempotence = true` and `message.timeout.ms = 5000`; `properties` apply to it too
+/// (consumer-only keys are skipped).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct KafkaConfig {
@@ -121,7 +122,7 @@ impl Default for ReplayConfig {
     }
 }
 
-/// One `[[route]]`: Kafka topic → channel (SPEC §3).
+/// One `[[route]]`: Kafka topic → channel (SPEC §3). At most one route per topic.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RouteConfig {

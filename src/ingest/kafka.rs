@@ -9,8 +9,9 @@
 //!
 //! Broker health: librdkafka reports "all brokers down" through [`ClientContext::error`]; a
 //! failed metadata refresh counts too. When the link has been down for `ready_grace_ms` the
-//! thread sets [`IngestStatus::degraded`] and broadcasts `"degraded"` to every shard; the first
-//! record or successful metadata call afterwards clears it and broadcasts `"ok"`.
+//! thread sets [`IngestStatus::degraded`] and broadcasts `"degraded"` to every shard. While the
+//! link is down, metadata is probed every 500 ms; the first successful round trip clears it
+//! and broadcasts `"ok"` (records alone do not: they may have been prefetched before the break).
 //!
 //! Partitions: metadata is re-read every `metadata_refresh_ms`; partitions (and routed topics)
 //! that appear later are assigned from their beginning, so nothing produced to them is missed.
@@ -338,10 +339,9 @@ impl Ingest {
             if Instant::now() >= self.next_refresh {
                 self.refresh_assignment();
             }
-            let got = self.poll_batch();
-            if got > 0 {
-                self.link_ok();
-            }
+            // Records are not proof of a live link (they may be prefetched before it broke);
+            // only a metadata round trip clears `link_down`.
+            self.poll_batch();
             self.check_link();
         }
         self.publisher.flush();
@@ -349,6 +349,7 @@ impl Ingest {
     }
 
     /// Drains up to [`BATCH`] records (waiting only for the first), then wakes the shards.
+    /// Returns how many records (good or bad) were taken.
     fn poll_batch(&mut self) -> usize {
         let mut n = 0;
         let mut wait = POLL_WAIT;

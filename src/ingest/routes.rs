@@ -165,11 +165,6 @@ impl Route {
             _ => None,
         }
     }
-
-    /// Whether the channel comes from the `channel` header alone (publish may write there).
-    fn channel_from_header(&self) -> bool {
-        matches!(self.template.as_slice(), [Part::Header(h)] if h == CHANNEL_HEADER)
-    }
 }
 
 /// Parses `lit{/ptr}lit{key}{header:x}`. `{{` and `}}` are literal braces.
@@ -271,7 +266,8 @@ impl Routes {
 
     /// Where `POST /v1/publish` writes `channel`: the topic of a route whose channel is exactly
     /// that fixed string (`false`: no channel header needed), else the default topic (`true`:
-    /// write the `channel` header).
+    /// write the `channel` header, which the default route reads; a configured route that
+    /// reads the default topic with another template is a configuration conflict and wins).
     pub fn publish_target(&self, channel: &str) -> (Arc<str>, bool) {
         let mut fixed: Vec<&Route> = self
             .by_topic
@@ -279,14 +275,10 @@ impl Routes {
             .filter(|r| r.fixed_channel() == Some(channel))
             .collect();
         fixed.sort_by(|a, b| a.topic.cmp(&b.topic));
-        if let Some(r) = fixed.first() {
-            return (r.topic.clone(), false);
+        match fixed.first() {
+            Some(r) => (r.topic.clone(), false),
+            None => (self.default_topic.clone(), true),
         }
-        let header = self
-            .by_topic
-            .get(&self.default_topic)
-            .is_none_or(|r| r.channel_from_header());
-        (self.default_topic.clone(), header)
     }
 }
 
