@@ -574,4 +574,58 @@ mod tests {
         assert_eq!(routes.topics().len(), 2);
         assert!(Routes::compile(&[route_cfg("a", "x"), route_cfg("a", "y")], "d").is_err());
     }
+
+    #[test]
+    fn arbitrary_bytes_never_panic() {
+        let mut r = Router::new(
+            Routes::compile(
+                &[
+                    route_cfg("t", "c:{/a}:{key}:{header:h}"),
+                    RouteConfig {
+                        raw: true,
+                        ..route_cfg("raw", "r:{key}")
+                    },
+                ],
+                "fanline.events",
+            )
+            .unwrap(),
+        );
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let alphabet = br#"{}[]":,a1\ .-e/tu"#;
+        for i in 0..20_000 {
+            let len = (next() % 40) as usize;
+            let v: Vec<u8> = (0..len)
+                .map(|_| {
+                    let n = next();
+                    if n % 4 == 0 {
+                        n as u8
+                    } else {
+                        alphabet[(n >> 8) as usize % alphabet.len()]
+                    }
+                })
+                .collect();
+            let key: Vec<u8> = (0..(next() % 4)).map(|_| next() as u8).collect();
+            let h: &[(&str, &[u8])] = &[("h", &key), ("channel", &v)];
+            let topic = ["t", "raw", "fanline.events"][i % 3];
+            let rec = Record {
+                topic,
+                partition: 0,
+                offset: i as i64,
+                ts_ms: None,
+                key: Some(&key),
+                value: Some(&v),
+                headers: Some(h),
+            };
+            if let Ok(ev) = r.route(&rec) {
+                // whatever got through is a valid envelope
+                let _: serde_json::Value = serde_json::from_slice(&ev.json()).unwrap();
+            }
+        }
+    }
 }
