@@ -349,18 +349,18 @@ impl Ingest {
     }
 
     /// Drains up to [`BATCH`] records (waiting only for the first), then wakes the shards.
-    /// Returns how many records (good or bad) were taken.
+    /// Returns how many records and consumer errors were taken.
     fn poll_batch(&mut self) -> usize {
         let mut n = 0;
         let mut wait = POLL_WAIT;
-        while n < BATCH {
+        for _ in 0..BATCH {
             let Some(res) = self.consumer.poll(wait) else {
                 break;
             };
             wait = Duration::ZERO;
+            n += 1;
             match res {
                 Ok(msg) => {
-                    n += 1;
                     let rec = Record {
                         topic: msg.topic(),
                         partition: msg.partition(),
