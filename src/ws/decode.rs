@@ -224,8 +224,8 @@ impl Decoder {
             _ => 0,
         };
         if buf.len() < 2 + ext + 4 {
-            // Fail fast on a too-big length even before the mask key arrives.
-            if buf.len() >= 2 + ext {
+            // Fail fast on a too-big data frame even before the mask key arrives.
+            if !op.is_control() && buf.len() >= 2 + ext {
                 self.check_size(read_len(len7, &buf[2..2 + ext]))?;
             }
             return Ok(None);
