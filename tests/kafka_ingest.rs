@@ -3,6 +3,8 @@
 //!
 //! Every wait is bounded ([`WAIT`]); every ingest thread is stopped when its harness drops.
 
+#![cfg(feature = "kafka")]
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

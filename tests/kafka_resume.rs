@@ -1,6 +1,8 @@
 //! Kafka under the gateway, end to end: records produced to Kafka reach WebSocket clients,
 //! offsets are the resume position, broker faults are visible and heal without a restart.
 
+#![cfg(feature = "kafka")]
+
 mod util;
 
 use std::collections::HashMap;

@@ -12,14 +12,19 @@
 
 pub mod config;
 pub mod direct;
+#[cfg(feature = "kafka")]
 pub mod kafka;
+#[cfg(feature = "kafka")]
 mod produce;
 pub mod publish;
 pub mod replay;
 pub mod routes;
 
 pub use config::{KafkaConfig, ReplayConfig, RouteConfig};
+#[cfg(feature = "kafka")]
 pub use kafka::spawn_ingest;
+#[cfg(not(feature = "kafka"))]
+pub use nokafka::spawn_ingest;
 pub use publish::{PublishAck, PublishError, PublishRequest, PublishSink};
 pub use replay::{Replay, ReplayBuffer};
 
@@ -45,5 +50,37 @@ impl IngestStatus {
     /// Ready for traffic as far as ingest is concerned.
     pub fn ready(&self) -> bool {
         self.assigned.load(Ordering::Acquire) && !self.degraded.load(Ordering::Acquire)
+    }
+}
+
+/// Builds without the `kafka` feature (fuzzing, embedded use): only `kafka.mode = "direct"`.
+#[cfg(not(feature = "kafka"))]
+mod nokafka {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::thread::JoinHandle;
+
+    use super::{IngestStatus, PublishSink, ReplayBuffer, direct::DirectSink};
+    use crate::config::Config;
+    use crate::fanout::Publisher;
+    use crate::metrics::Metrics;
+
+    /// Same contract as the Kafka build's `spawn_ingest`, for `kafka.mode = "direct"` only.
+    pub fn spawn_ingest(
+        cfg: &Config,
+        publisher: Publisher,
+        replay: Arc<ReplayBuffer>,
+        metrics: Arc<Metrics>,
+        status: Arc<IngestStatus>,
+        _shutdown: Arc<AtomicBool>,
+    ) -> anyhow::Result<(JoinHandle<()>, Arc<dyn PublishSink>)> {
+        anyhow::ensure!(
+            cfg.kafka.mode == "direct",
+            "this build has no Kafka support: set kafka.mode = \"direct\""
+        );
+        status.assigned.store(true, Ordering::Release);
+        let sink: Arc<dyn PublishSink> =
+            Arc::new(DirectSink::new(publisher, metrics).with_replay(replay));
+        Ok((std::thread::spawn(|| {}), sink))
     }
 }

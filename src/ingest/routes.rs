@@ -58,6 +58,7 @@ impl RecordHeaders for [(&str, &[u8])] {
     }
 }
 
+#[cfg(feature = "kafka")]
 impl RecordHeaders for rdkafka::message::BorrowedHeaders {
     fn header(&self, name: &str) -> Option<&[u8]> {
         use rdkafka::message::Headers;
@@ -65,6 +66,7 @@ impl RecordHeaders for rdkafka::message::BorrowedHeaders {
     }
 }
 
+#[cfg(feature = "kafka")]
 impl RecordHeaders for rdkafka::message::OwnedHeaders {
     fn header(&self, name: &str) -> Option<&[u8]> {
         use rdkafka::message::Headers;
