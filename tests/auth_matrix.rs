@@ -158,7 +158,10 @@ fn hs256_signed_with_the_rsa_public_key_is_rejected() {
         None,
         &claims(json!({})),
     );
-    assert_rejected(auth_bearer(&a, &forged), AuthError::Invalid("alg_not_allowed"));
+    assert_rejected(
+        auth_bearer(&a, &forged),
+        AuthError::Invalid("alg_not_allowed"),
+    );
     // A config that pins HS and RS on one key is refused outright.
     let mixed = AuthConfig {
         jwt: vec![JwtKeyConfig {
@@ -186,7 +189,10 @@ fn missing_exp_and_exp_as_string() {
     let none = hs_token(&claims(json!({"exp": null})));
     assert_rejected(auth_bearer(&a, &none), AuthError::Invalid("missing_exp"));
     let string = hs_token(&claims(json!({"exp": (now() + 600).to_string()})));
-    assert!(auth_bearer(&a, &string).is_err(), "exp as a string accepted");
+    assert!(
+        auth_bearer(&a, &string).is_err(),
+        "exp as a string accepted"
+    );
     let stale_string = hs_token(&claims(json!({"exp": "1"})));
     assert!(auth_bearer(&a, &stale_string).is_err());
 }
@@ -418,7 +424,9 @@ fn jwks_through_the_authenticator_and_config_errors() {
     std::fs::remove_file(&path).ok();
 
     let missing = jwks_config(Path::new("/nonexistent/jwks.json"));
-    let e = Authenticator::from_config(&missing).unwrap_err().to_string();
+    let e = Authenticator::from_config(&missing)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("auth.jwt[0].jwks"), "{e}");
     let http = AuthConfig {
         jwt: vec![JwtKeyConfig {
@@ -437,7 +445,10 @@ fn jwks_through_the_authenticator_and_config_errors() {
         ..Default::default()
     };
     let e = Authenticator::from_config(&short).unwrap_err().to_string();
-    assert!(e.contains("auth.jwt[0].secret") && !e.contains("short\""), "{e}");
+    assert!(
+        e.contains("auth.jwt[0].secret") && !e.contains("short\""),
+        "{e}"
+    );
     let none = AuthConfig {
         jwt: vec![JwtKeyConfig {
             secret: Some(SECRET.into()),
@@ -446,7 +457,10 @@ fn jwks_through_the_authenticator_and_config_errors() {
         ..Default::default()
     };
     assert!(Authenticator::from_config(&none).is_err());
-    assert!(!format!("{:?}", hs_config()).contains(SECRET), "secret in Debug");
+    assert!(
+        !format!("{:?}", hs_config()).contains(SECRET),
+        "secret in Debug"
+    );
 }
 
 #[test]
@@ -599,7 +613,10 @@ fn limiter_per_ip_rate_and_allowlist() {
     assert_eq!(e, LimitReject::Rate { retry_after_s: 10 });
     assert_eq!((e.status(), e.retry_after_s()), (429, 10));
     drop((r1, r2));
-    assert!(l.try_acquire_at(ip("198.51.100.9"), t0 + Duration::from_secs(10)).is_ok());
+    assert!(
+        l.try_acquire_at(ip("198.51.100.9"), t0 + Duration::from_secs(10))
+            .is_ok()
+    );
     // Loopback is exempt from both per-IP limits by default.
     let held: Vec<_> = (0..50)
         .map(|_| l.try_acquire_at(ip("127.0.0.1"), t0).unwrap())
@@ -662,7 +679,10 @@ fn xff_trusted_vs_untrusted() {
         },
     ];
     // Untrusted peer: headers ignored.
-    assert_eq!(client_ip(ip("203.0.113.9"), &h, &trusted), ip("203.0.113.9"));
+    assert_eq!(
+        client_ip(ip("203.0.113.9"), &h, &trusted),
+        ip("203.0.113.9")
+    );
     assert_eq!(client_ip(ip("10.0.0.1"), &h, &[]), ip("10.0.0.1"));
     // Trusted peer: rightmost untrusted hop.
     assert_eq!(client_ip(ip("10.0.0.1"), &h, &trusted), ip("203.0.113.5"));
@@ -670,7 +690,10 @@ fn xff_trusted_vs_untrusted() {
         name: "X-Forwarded-For",
         value: b"garbage, 198.51.100.4:5555",
     }];
-    assert_eq!(client_ip(ip("192.0.2.1"), &spoof, &trusted), ip("198.51.100.4"));
+    assert_eq!(
+        client_ip(ip("192.0.2.1"), &spoof, &trusted),
+        ip("198.51.100.4")
+    );
     assert_eq!(client_ip(ip("192.0.2.1"), &[], &trusted), ip("192.0.2.1"));
 }
 

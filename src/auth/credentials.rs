@@ -75,7 +75,7 @@ impl fmt::Debug for Credential<'_> {
     }
 }
 
-fn header_str<'a>(value: &'a [u8]) -> Result<&'a str, AuthError> {
+fn header_str(value: &[u8]) -> Result<&str, AuthError> {
     if value.len() > MAX_CREDENTIAL_LEN {
         return Err(AuthError::Invalid("credential_too_large"));
     }
