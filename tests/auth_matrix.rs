@@ -412,6 +412,17 @@ fn jwks_unknown_kid_rotation_rate_limit_and_last_good_set() {
 }
 
 #[test]
+fn jwks_empty_set_refetches_for_tokens_without_kid() {
+    let path = temp_path("jwks-empty.json");
+    std::fs::write(&path, r#"{"keys":[]}"#).unwrap();
+    let v = JwtVerifier::from_config(&jwks_config(&path)).unwrap();
+    write_jwks(&path, &[(1, "k1")]);
+    let t = signed(Algorithm::RS256, &rsa_key(1), None, &claims(json!({})));
+    assert!(v.verify(&t).is_ok());
+    std::fs::remove_file(&path).ok();
+}
+
+#[test]
 fn jwks_through_the_authenticator_and_config_errors() {
     let path = temp_path("jwks2.json");
     write_jwks(&path, &[(1, "k1")]);

@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize, Serializer};
 
 use super::AuthSetupError;
 
+/// Largest accepted `auth.leeway_s` (an hour of clock skew is already a broken clock).
+pub const MAX_LEEWAY_S: u64 = 3600;
+
 /// `[auth]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -22,7 +25,7 @@ pub struct AuthConfig {
     pub channels_claim: String,
     /// JWT claim holding a filter object ANDed into every subscription. Default `filter`.
     pub filter_claim: String,
-    /// Clock skew tolerated for `exp` and `nbf`, seconds. Default 60.
+    /// Clock skew tolerated for `exp` and `nbf`, seconds (at most 3600). Default 60.
     pub leeway_s: u64,
     /// `[[auth.jwt]]`: one entry per key; the first entry whose kid/alg matches verifies.
     pub jwt: Vec<JwtKeyConfig>,
@@ -225,6 +228,12 @@ impl AuthConfig {
             return Err(AuthSetupError::invalid(
                 "auth.filter_claim",
                 "must not be empty",
+            ));
+        }
+        if self.leeway_s > MAX_LEEWAY_S {
+            return Err(AuthSetupError::invalid(
+                "auth.leeway_s",
+                format!("must be at most {MAX_LEEWAY_S}"),
             ));
         }
         for (i, k) in self.jwt.iter().enumerate() {

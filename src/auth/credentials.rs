@@ -9,7 +9,8 @@
 //! 3. `X-API-Key: <key>` or `api-key: <key>`;
 //! 4. `?token=<jwt>` in the query string (percent-decoded).
 //!
-//! Secrets are never logged: `Credential`'s `Debug` prints only the source and length.
+//! Secrets are never logged: `Credential`'s `Debug` prints only the source and length; log
+//! request queries through [`redact_query`].
 
 use std::borrow::Cow;
 use std::fmt;
@@ -163,6 +164,22 @@ pub fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
+/// `query` with the value of every `token=` pair replaced by `REDACTED`, for logging request
+/// lines. Borrows when there is no token.
+pub fn redact_query(query: &str) -> Cow<'_, str> {
+    if query_param(query, "token").is_none() {
+        return Cow::Borrowed(query);
+    }
+    let parts: Vec<&str> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some(("token", _)) => "token=REDACTED",
+            _ => pair,
+        })
+        .collect();
+    Cow::Owned(parts.join("&"))
+}
+
 /// Decodes `%XX` escapes (not `+`: JWTs never contain spaces). `None` on a bad escape or
 /// invalid UTF-8. Borrows when there is nothing to decode.
 pub fn percent_decode(s: &str) -> Option<Cow<'_, str>> {
@@ -258,5 +275,7 @@ mod tests {
             Credential::Bearer("secret.jwt.x".into(), CredentialSource::Query)
         );
         assert!(!debug.contains("secret"), "{debug}");
+        assert_eq!(redact_query("a=1&token=x.y.z&b"), "a=1&token=REDACTED&b");
+        assert!(matches!(redact_query("a=1"), Cow::Borrowed("a=1")));
     }
 }

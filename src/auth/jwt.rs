@@ -248,7 +248,8 @@ impl JwtVerifier {
                             return r;
                         }
                     }
-                    if !any && kid.is_some() {
+                    // Unknown kid, or an empty set (failed startup fetch): worth a refetch.
+                    if !any && (kid.is_some() || set.is_empty()) {
                         missing_kid.push(store);
                     }
                 }

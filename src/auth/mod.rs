@@ -36,7 +36,7 @@ pub mod proxy;
 pub use acl::ChannelAcl;
 pub use api_keys::{ApiKeyGrant, ApiKeys, sha256_hex};
 pub use config::{ApiKeysConfig, AuthConfig, JwtKeyConfig};
-pub use credentials::{Credential, CredentialSource, RequestView, extract};
+pub use credentials::{Credential, CredentialSource, RequestView, extract, redact_query};
 pub use jwt::{Claims, JwtVerifier};
 pub use limits::{ConnLimiter, ConnPermit, LimitReject, TokenBucket};
 pub use proxy::{ProxyError, ProxyHeader, client_ip, parse_cidrs, parse_proxy_v2};
@@ -262,5 +262,30 @@ impl Authenticator {
             forced_filter,
             subprotocol,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shared_types_are_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<Authenticator>();
+        check::<Identity>();
+        check::<ConnLimiter>();
+        check::<ConnPermit>();
+        check::<AuthError>();
+    }
+
+    #[test]
+    fn leeway_is_bounded() {
+        let cfg = AuthConfig {
+            leeway_s: 1 << 40,
+            ..Default::default()
+        };
+        let e = Authenticator::from_config(&cfg).unwrap_err().to_string();
+        assert!(e.contains("auth.leeway_s"), "{e}");
     }
 }
