@@ -1,36 +1,27 @@
 //! Ingest: the single thread that turns records into [`Event`](crate::event::Event)s and hands
 //! them to the fan-out ([`crate::fanout::Publisher`]). Owns routes and the replay buffer.
+//!
+//! ```text
+//! config.rs   [kafka], [replay], [[route]]
+//! routes.rs   route templates; record -> Event (pure, no I/O)
+//! replay.rs   per-partition replay buffer (resume, latest)
+//! kafka.rs    the ingest thread: BaseConsumer, assign-all (no consumer group), broker health
+//! produce.rs  PublishSink over a Kafka producer (POST /v1/publish)
+//! direct.rs   PublishSink without Kafka (kafka.mode = "direct")
+//! ```
 
-use serde::{Deserialize, Serialize};
-
-/// `[kafka]`: brokers and consumer settings. Empty `brokers` = embedded mock cluster.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct KafkaConfig {
-    /// Bootstrap servers, e.g. `host:9092`; empty runs librdkafka's mock cluster in process.
-    pub brokers: String,
-}
-
-/// `[replay]`: replay buffer bounds per partition.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ReplayConfig {}
-
-/// One `[[route]]`: Kafka topic → channel template.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RouteConfig {
-    pub topic: String,
-    pub channel: String,
-    pub event_type: Option<String>,
-    pub correlation_id: Option<String>,
-    pub raw: bool,
-}
-
+pub mod config;
 pub mod direct;
+pub mod kafka;
+mod produce;
 pub mod publish;
+pub mod replay;
+pub mod routes;
 
+pub use config::{KafkaConfig, ReplayConfig, RouteConfig};
+pub use kafka::spawn_ingest;
 pub use publish::{PublishAck, PublishError, PublishRequest, PublishSink};
+pub use replay::{Replay, ReplayBuffer};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
