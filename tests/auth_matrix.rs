@@ -753,3 +753,67 @@ fn proxy_v2_vectors() {
 }
 
 const PROXY_SIG: [u8; 12] = fanline::auth::proxy::PROXY_V2_SIGNATURE;
+
+#[test]
+fn https_jwks_outage_at_startup_does_not_block_or_fail() {
+    // Loopback port 1: connection refused at once. The gateway starts with an empty set and
+    // rejects tokens (the refetch runs on the JWKS thread, never on the caller's).
+    let cfg = AuthConfig {
+        jwt: vec![JwtKeyConfig {
+            jwks: Some("https://127.0.0.1:1/jwks.json".into()),
+            ..jwt_entry(&["RS256"])
+        }],
+        ..Default::default()
+    };
+    let a = Authenticator::from_config(&cfg).unwrap();
+    let t = signed(
+        Algorithm::RS256,
+        &rsa_key(1),
+        Some("k1"),
+        &claims(json!({})),
+    );
+    let started = Instant::now();
+    for _ in 0..3 {
+        assert_rejected(auth_bearer(&a, &t), AuthError::Invalid("unknown_kid"));
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "verification waited on the network"
+    );
+}
+
+#[test]
+fn parsers_survive_garbage() {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let alphabet = b"aZ09 ,.:%=&\r\n\0\xff-_/[]bearer";
+    let trusted = parse_cidrs(&["0.0.0.0/0".into()], "t").unwrap();
+    for _ in 0..20_000 {
+        let len = (next() % 96) as usize;
+        let bytes: Vec<u8> = (0..len)
+            .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+            .collect();
+        let names = [
+            "Authorization",
+            "Sec-WebSocket-Protocol",
+            "X-API-Key",
+            "X-Forwarded-For",
+        ];
+        let h = [httparse::Header {
+            name: names[(next() % 4) as usize],
+            value: &bytes,
+        }];
+        let q = String::from_utf8_lossy(&bytes);
+        let _ = extract(&view(Some(&q), &h));
+        let _ = client_ip(ip("10.0.0.1"), &h, &trusted);
+        let mut proxy = PROXY_SIG.to_vec();
+        proxy.extend_from_slice(&bytes);
+        let _ = parse_proxy_v2(&proxy);
+        let _ = parse_proxy_v2(&bytes);
+    }
+}
