@@ -14,7 +14,7 @@
 //! (keys, JWKS, API keys all re-read), or call [`Authenticator::reload_api_keys`] alone.
 //! Open connections keep the `Identity` they were admitted with.
 //!
-//! Module map: `config` ([auth] types), `credentials` (where the credential is), `jwt` + `jwks`
+//! Module map: `config` (`[auth]` types), `credentials` (where the credential is), `jwt` + `jwks`
 //! (signature and claims), `api_keys` (hashed keys), `acl` (channel patterns), `limits`
 //! (connection caps, token bucket), `proxy` (X-Forwarded-For, PROXY v2).
 
