@@ -87,17 +87,21 @@ fn writev_turn(c: &mut Criterion) {
     let mut g = c.benchmark_group("writev_turn");
     for frames in [1usize, 8, 64] {
         g.throughput(Throughput::Elements(frames as u64));
-        g.bench_with_input(BenchmarkId::from_parameter(frames), &frames, |b, &frames| {
-            let mut o = Outbox::default();
-            b.iter(|| {
-                for _ in 0..frames {
-                    o.push_event(&ev, 100_000, 64 << 20, |_| {});
-                }
-                while !o.is_empty() {
-                    let _ = o.flush(&server, &mut iov);
-                }
-            })
-        });
+        g.bench_with_input(
+            BenchmarkId::from_parameter(frames),
+            &frames,
+            |b, &frames| {
+                let mut o = Outbox::default();
+                b.iter(|| {
+                    for _ in 0..frames {
+                        o.push_event(&ev, 100_000, 64 << 20, |_| {});
+                    }
+                    while !o.is_empty() {
+                        let _ = o.flush(&server, &mut iov);
+                    }
+                })
+            },
+        );
     }
     g.finish();
 }

@@ -87,7 +87,10 @@ fn encode_envelope(p: &EventParts<'_>) -> Vec<u8> {
     out.extend_from_slice(b"{\"type\":\"event\",\"channel\":");
     push_json_str(&mut out, p.channel);
     out.extend_from_slice(b",\"id\":");
-    push_json_str(&mut out, &format!("{}/{}/{}", p.topic, p.partition, p.offset));
+    push_json_str(
+        &mut out,
+        &format!("{}/{}/{}", p.topic, p.partition, p.offset),
+    );
     let _ = write!(out, ",\"ts\":{}", p.ts_ms);
     if let Some(t) = p.event_type {
         out.extend_from_slice(b",\"event_type\":");

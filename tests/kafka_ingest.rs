@@ -278,6 +278,12 @@ fn keyed_sequences_arrive_in_order_per_partition() {
     );
     // nothing beyond what was produced
     assert!(gw.next_item(Duration::from_millis(200)).is_none());
+    // consumer lag per partition comes from librdkafka statistics (~1/s)
+    wait_for("lag metric", || {
+        let mut text = String::new();
+        gw.metrics.render(&mut text);
+        text.contains("fanline_kafka_lag{partition=\"orders/0\"} 0")
+    });
 }
 
 #[test]

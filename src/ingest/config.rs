@@ -22,8 +22,9 @@ pub const DEFAULT_TOPIC: &str = "fanline.events";
 /// - `socket.nagle.disable = true`, `enable.auto.commit = false`, `enable.partition.eof = false`,
 ///   `topic.metadata.refresh.interval.ms = metadata_refresh_ms`.
 ///
-/// The producer behind `POST /v1/publish` uses `linger.ms = 0`, `acks = all` and
-/// `message.timeout.ms = 5000`.
+/// The producer behind `POST /v1/publish` uses `linger.ms = 0`, `acks = all`,
+/// `enable.idempotence = true` and `message.timeout.ms = 5000`; `properties` apply to it too
+/// (consumer-only keys are skipped).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct KafkaConfig {
@@ -121,7 +122,7 @@ impl Default for ReplayConfig {
     }
 }
 
-/// One `[[route]]`: Kafka topic → channel (SPEC §3).
+/// One `[[route]]`: Kafka topic → channel (SPEC §3). At most one route per topic.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RouteConfig {
@@ -134,4 +135,64 @@ pub struct RouteConfig {
     pub correlation_id: Option<String>,
     /// A value that is not JSON is delivered as a JSON string instead of being skipped.
     pub raw: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    #[test]
+    fn kafka_settings_from_file_and_env() {
+        let dir = std::env::temp_dir().join(format!("fanline-kcfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("f.toml");
+        std::fs::write(
+            &path,
+            r#"
+[kafka]
+brokers = "k1:9092,k2:9092"
+[kafka.properties]
+"security.protocol" = "SASL_SSL"
+"sasl.mechanism" = "PLAIN"
+[[route]]
+topic = "issues.enriched"
+channel = "issues"
+event_type = "/type"
+"#,
+        )
+        .unwrap();
+        let env = vec![
+            ("FANLINE_KAFKA_START".to_string(), "warm".to_string()),
+            (
+                "FANLINE_KAFKA_READY_GRACE_MS".to_string(),
+                "250".to_string(),
+            ),
+            ("FANLINE_REPLAY_MAX_RECORDS".to_string(), "5".to_string()),
+        ];
+        let c = Config::load(Some(&path), env).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(c.kafka.brokers, "k1:9092,k2:9092");
+        assert_eq!(c.kafka.start, "warm");
+        assert_eq!(c.kafka.ready_grace_ms, 250);
+        assert_eq!(c.kafka.properties["security.protocol"], "SASL_SSL");
+        assert_eq!(c.kafka.default_topic, "fanline.events");
+        assert_eq!(c.kafka.partitions, 3);
+        assert_eq!(c.replay.max_records, 5);
+        assert_eq!(c.replay.max_age_s, 120);
+        assert_eq!(c.routes[0].event_type.as_deref(), Some("/type"));
+    }
+
+    #[test]
+    fn bad_kafka_settings_are_rejected_by_name() {
+        for (k, v, name) in [
+            ("FANLINE_KAFKA_START", "\"middle\"", "kafka.start"),
+            ("FANLINE_KAFKA_MODE", "\"mqtt\"", "kafka.mode"),
+            ("FANLINE_KAFKA_PARTITIONS", "0", "kafka.partitions"),
+        ] {
+            let e = Config::load(None, vec![(k.to_string(), v.to_string())])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(name), "{e}");
+        }
+    }
 }

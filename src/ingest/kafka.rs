@@ -9,8 +9,9 @@
 //!
 //! Broker health: librdkafka reports "all brokers down" through [`ClientContext::error`]; a
 //! failed metadata refresh counts too. When the link has been down for `ready_grace_ms` the
-//! thread sets [`IngestStatus::degraded`] and broadcasts `"degraded"` to every shard; the first
-//! record or successful metadata call afterwards clears it and broadcasts `"ok"`.
+//! thread sets [`IngestStatus::degraded`] and broadcasts `"degraded"` to every shard. While the
+//! link is down, metadata is probed every 500 ms; the first successful round trip clears it
+//! and broadcasts `"ok"` (records alone do not: they may have been prefetched before the break).
 //!
 //! Partitions: metadata is re-read every `metadata_refresh_ms`; partitions (and routed topics)
 //! that appear later are assigned from their beginning, so nothing produced to them is missed.
@@ -78,7 +79,8 @@ pub fn spawn_ingest(
     let routes = Routes::compile(&cfg.routes, &kcfg.default_topic)
         .map_err(|e| anyhow::anyhow!("invalid route: {e}"))?;
     if kcfg.mode == "direct" {
-        let sink: Arc<dyn PublishSink> = Arc::new(DirectSink::new(publisher, metrics));
+        let sink: Arc<dyn PublishSink> =
+            Arc::new(DirectSink::new(publisher, metrics).with_replay(replay));
         let handle = std::thread::Builder::new()
             .name("fanline-ingest".into())
             .spawn(move || {
@@ -105,7 +107,12 @@ pub fn spawn_ingest(
                 &tx,
             );
             match ingest {
-                Ok((mut ingest, _cluster)) => ingest.run(),
+                Ok((mut ingest, cluster)) => {
+                    ingest.run();
+                    // consumer first, then the embedded cluster it talks to
+                    drop(ingest);
+                    drop(cluster);
+                }
                 Err(e) => {
                     error!("kafka ingest failed to start: {e:#}");
                     let _ = tx.send(Err(format!("{e:#}")));
@@ -329,33 +336,32 @@ impl Ingest {
     }
 
     fn run(&mut self) {
-        let started = Instant::now();
         while !self.shutdown.load(Ordering::Acquire) {
             if Instant::now() >= self.next_refresh {
                 self.refresh_assignment();
             }
-            let got = self.poll_batch();
-            if got > 0 {
-                self.link_ok();
-            }
-            self.check_link(started);
+            // Records are not proof of a live link (they may be prefetched before it broke);
+            // only a metadata round trip clears `link_down`.
+            self.poll_batch();
+            self.check_link();
         }
         self.publisher.flush();
         info!("kafka ingest stopped");
     }
 
     /// Drains up to [`BATCH`] records (waiting only for the first), then wakes the shards.
+    /// Returns how many records and consumer errors were taken.
     fn poll_batch(&mut self) -> usize {
         let mut n = 0;
         let mut wait = POLL_WAIT;
-        while n < BATCH {
+        for _ in 0..BATCH {
             let Some(res) = self.consumer.poll(wait) else {
                 break;
             };
             wait = Duration::ZERO;
+            n += 1;
             match res {
                 Ok(msg) => {
-                    n += 1;
                     let rec = Record {
                         topic: msg.topic(),
                         partition: msg.partition(),
@@ -436,6 +442,8 @@ impl Ingest {
                     (true, "warm", Some((lo, hi))) => {
                         Offset::Offset(lo.max(hi - self.cfg.warm_records))
                     }
+                    // watermarks unknown: librdkafka resolves the tail, but history cannot be
+                    // told from live records, so it is published too
                     (true, "warm", None) => Offset::OffsetTail(self.cfg.warm_records),
                     (true, _, Some((_, hi))) => Offset::Offset(hi),
                     (true, _, None) => Offset::End,
@@ -502,7 +510,7 @@ impl Ingest {
         }
     }
 
-    fn check_link(&mut self, _started: Instant) {
+    fn check_link(&mut self) {
         if !self.consumer.context().link_down.load(Ordering::Acquire) {
             return;
         }

@@ -64,6 +64,8 @@ impl KafkaSink {
         c.set("bootstrap.servers", brokers)
             .set("linger.ms", "0")
             .set("acks", "all")
+            // retries never reorder one key's records (one channel keeps its order)
+            .set("enable.idempotence", "true")
             .set("socket.nagle.disable", "true")
             .set(
                 "message.timeout.ms",

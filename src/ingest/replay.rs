@@ -153,10 +153,14 @@ impl ReplayBuffer {
         }
         st.bytes += cost(ev);
         st.events.push_back((seq, ev.clone()));
-        st.by_channel
-            .entry(ev.channel.clone())
-            .or_default()
-            .push_back((seq, ev.clone()));
+        // look up first: `entry` would allocate a key per append
+        match st.by_channel.get_mut(&*ev.channel) {
+            Some(q) => q.push_back((seq, ev.clone())),
+            None => {
+                st.by_channel
+                    .insert(ev.channel.clone(), VecDeque::from([(seq, ev.clone())]));
+            }
+        }
         self.evict(&mut st, Instant::now());
     }
 

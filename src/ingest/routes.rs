@@ -165,11 +165,6 @@ impl Route {
             _ => None,
         }
     }
-
-    /// Whether the channel comes from the `channel` header alone (publish may write there).
-    fn channel_from_header(&self) -> bool {
-        matches!(self.template.as_slice(), [Part::Header(h)] if h == CHANNEL_HEADER)
-    }
 }
 
 /// Parses `lit{/ptr}lit{key}{header:x}`. `{{` and `}}` are literal braces.
@@ -271,7 +266,8 @@ impl Routes {
 
     /// Where `POST /v1/publish` writes `channel`: the topic of a route whose channel is exactly
     /// that fixed string (`false`: no channel header needed), else the default topic (`true`:
-    /// write the `channel` header).
+    /// write the `channel` header, which the default route reads; a configured route that
+    /// reads the default topic with another template is a configuration conflict and wins).
     pub fn publish_target(&self, channel: &str) -> (Arc<str>, bool) {
         let mut fixed: Vec<&Route> = self
             .by_topic
@@ -279,14 +275,10 @@ impl Routes {
             .filter(|r| r.fixed_channel() == Some(channel))
             .collect();
         fixed.sort_by(|a, b| a.topic.cmp(&b.topic));
-        if let Some(r) = fixed.first() {
-            return (r.topic.clone(), false);
+        match fixed.first() {
+            Some(r) => (r.topic.clone(), false),
+            None => (self.default_topic.clone(), true),
         }
-        let header = self
-            .by_topic
-            .get(&self.default_topic)
-            .is_none_or(|r| r.channel_from_header());
-        (self.default_topic.clone(), header)
     }
 }
 
@@ -581,5 +573,59 @@ mod tests {
         );
         assert_eq!(routes.topics().len(), 2);
         assert!(Routes::compile(&[route_cfg("a", "x"), route_cfg("a", "y")], "d").is_err());
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic() {
+        let mut r = Router::new(
+            Routes::compile(
+                &[
+                    route_cfg("t", "c:{/a}:{key}:{header:h}"),
+                    RouteConfig {
+                        raw: true,
+                        ..route_cfg("raw", "r:{key}")
+                    },
+                ],
+                "fanline.events",
+            )
+            .unwrap(),
+        );
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let alphabet = br#"{}[]":,a1\ .-e/tu"#;
+        for i in 0..20_000 {
+            let len = (next() % 40) as usize;
+            let v: Vec<u8> = (0..len)
+                .map(|_| {
+                    let n = next();
+                    if n % 4 == 0 {
+                        n as u8
+                    } else {
+                        alphabet[(n >> 8) as usize % alphabet.len()]
+                    }
+                })
+                .collect();
+            let key: Vec<u8> = (0..(next() % 4)).map(|_| next() as u8).collect();
+            let h: &[(&str, &[u8])] = &[("h", &key), ("channel", &v)];
+            let topic = ["t", "raw", "fanline.events"][i % 3];
+            let rec = Record {
+                topic,
+                partition: 0,
+                offset: i as i64,
+                ts_ms: None,
+                key: Some(&key),
+                value: Some(&v),
+                headers: Some(h),
+            };
+            if let Ok(ev) = r.route(&rec) {
+                // whatever got through is a valid envelope
+                let _: serde_json::Value = serde_json::from_slice(&ev.json()).unwrap();
+            }
+        }
     }
 }

@@ -194,3 +194,26 @@ pub fn metric(s: &Server, name_with_labels: &str) -> f64 {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
+
+/// Publishes with a partitioning key and optional event type.
+pub fn publish_keyed(
+    s: &Server,
+    channel: &str,
+    key: &str,
+    data: Value,
+) -> fanline::ingest::PublishAck {
+    let req: PublishRequest =
+        serde_json::from_value(json!({"channel":channel,"key":key,"data":data}))
+            .expect("valid request");
+    s.sink.publish(req).expect("publish succeeds")
+}
+
+/// Starts a gateway on the embedded Kafka mock cluster (or `brokers` when given).
+#[track_caller]
+pub fn start_kafka(f: impl FnOnce(&mut Config)) -> Server {
+    start(|c| {
+        c.kafka.mode = "kafka".into();
+        c.kafka.metadata_refresh_ms = 500;
+        f(c)
+    })
+}
