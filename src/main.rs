@@ -80,7 +80,11 @@ fn main() {
     }
     for sig in signals.forever() {
         match sig {
-            SIGHUP => tracing::info!("SIGHUP: reload"),
+            SIGHUP => {
+                if let Err(e) = server.reload() {
+                    tracing::error!("SIGHUP: reload failed, keeping the previous credentials: {e}");
+                }
+            }
             _ => {
                 fanline::notify::stopping();
                 server.begin_shutdown();

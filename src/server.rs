@@ -36,6 +36,20 @@ pub struct Server {
 impl Server {
     /// Starts everything; returns once listeners are bound.
     pub fn start(cfg: Config) -> anyhow::Result<Server> {
+        let mut cfg = cfg;
+        if let Ok(nofile) = crate::io::raise_nofile_limit() {
+            // Every connection is one fd; keep 256 for listeners, Kafka, admin and files.
+            let cap = (nofile.saturating_sub(256)) as usize;
+            if cfg.limits.max_connections > cap {
+                tracing::info!(from = cfg.limits.max_connections, to = cap, "limits.max_connections capped by the open-files limit");
+                cfg.limits.max_connections = cap;
+            }
+        }
+        let auth = crate::auth::Authenticator::from_config(&cfg.auth)?;
+        let limiter = crate::auth::ConnLimiter::new(&cfg.limits)?;
+        if cfg.auth.anonymous_allowed() {
+            tracing::warn!("auth: anonymous connections are allowed (no JWT key or API key file configured)");
+        }
         let cfg = Arc::new(cfg);
         let n = cfg.shard_count();
         anyhow::ensure!(
@@ -77,6 +91,8 @@ impl Server {
             fanout,
             ingest,
             replay,
+            auth: arc_swap::ArcSwap::from_pointee(auth),
+            limiter,
             draining: AtomicBool::new(false),
             ws_conns: AtomicUsize::new(0),
             shards_up: AtomicUsize::new(0),
@@ -117,6 +133,15 @@ impl Server {
             std::thread::sleep(Duration::from_millis(5));
         }
         false
+    }
+
+    /// SIGHUP: re-reads credentials (JWT keys, PEM and JWKS files, the API key file) without
+    /// touching connections. On any error the previous configuration stays in force.
+    pub fn reload(&self) -> Result<(), crate::auth::AuthSetupError> {
+        let fresh = crate::auth::Authenticator::from_config(&self.shared.cfg.auth)?;
+        self.shared.auth.store(Arc::new(fresh));
+        tracing::info!("reloaded credentials");
+        Ok(())
     }
 
     /// Begins the drain: stop accepting, readiness 503, close sockets with 1001 over the

@@ -137,7 +137,7 @@ fn assert_rejected(r: Result<Identity, AuthError>, want: AuthError) {
 #[test]
 fn alg_none_is_rejected_even_with_anonymous_enabled() {
     let a = Authenticator::from_config(&AuthConfig {
-        anonymous: true,
+        anonymous: Some(true),
         ..hs_config()
     })
     .unwrap();
@@ -326,7 +326,7 @@ fn token_sources_and_subprotocol_echo() {
 #[test]
 fn anonymous_mode() {
     let a = Authenticator::from_config(&AuthConfig {
-        anonymous: true,
+        anonymous: Some(true),
         ..Default::default()
     })
     .unwrap();

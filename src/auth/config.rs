@@ -19,8 +19,10 @@ pub const MAX_LEEWAY_S: u64 = 3600;
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     /// Connections without credentials are allowed (identity `anonymous`, every channel).
-    /// Connections WITH bad credentials are still rejected. Default false.
-    pub anonymous: bool,
+    /// Connections WITH bad credentials are still rejected. Unset (default): allowed only
+    /// while no JWT key and no API key file is configured, so a zero-config gateway works out
+    /// of the box and configuring any credential turns anonymous access off.
+    pub anonymous: Option<bool>,
     /// JWT claim listing the allowed channel patterns. Default `channels`.
     pub channels_claim: String,
     /// JWT claim holding a filter object ANDed into every subscription. Default `filter`.
@@ -38,7 +40,7 @@ pub struct AuthConfig {
 impl Default for AuthConfig {
     fn default() -> Self {
         AuthConfig {
-            anonymous: false,
+            anonymous: None,
             channels_claim: "channels".into(),
             filter_claim: "filter".into(),
             leeway_s: 60,
@@ -216,6 +218,11 @@ impl JwtKeyConfig {
 }
 
 impl AuthConfig {
+    /// Whether connections without credentials are accepted (see [`AuthConfig::anonymous`]).
+    pub fn anonymous_allowed(&self) -> bool {
+        self.anonymous.unwrap_or(self.jwt.is_empty() && self.api_keys.is_none())
+    }
+
     /// Rejects impossible settings, naming the key.
     pub fn validate(&self) -> Result<(), AuthSetupError> {
         if self.channels_claim.is_empty() {

@@ -163,7 +163,7 @@ impl Authenticator {
             None => ApiKeys::default(),
         };
         Ok(Authenticator {
-            anonymous: cfg.anonymous,
+            anonymous: cfg.anonymous_allowed(),
             channels_claim: cfg.channels_claim.clone(),
             filter_claim: cfg.filter_claim.clone(),
             jwt: JwtVerifier::from_config(cfg)?,

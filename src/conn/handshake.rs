@@ -1,12 +1,26 @@
 //! The HTTP phase: one request head → a one-shot response (health, errors) or a WebSocket
 //! upgrade. Every check that can refuse a client runs here, BEFORE the 101.
 
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::auth::{ConnPermit, Identity, RequestView, client_ip, redact_query};
 use crate::http::{self, Head, MAX_HEADERS};
 use crate::metrics::ShardMetrics;
+use crate::protocol::Filter;
 use crate::shard::Shared;
 
+/// An accepted upgrade: who connected, the connection slot they hold, and their forced filter.
+#[derive(Debug)]
+pub struct Admitted {
+    pub identity: Identity,
+    pub permit: ConnPermit,
+    pub forced_filter: Option<Arc<Filter>>,
+    pub client_ip: std::net::IpAddr,
+}
+
 /// What to do with a complete (or failed) request head.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Outcome {
     /// Keep reading.
     NeedMore,
@@ -17,11 +31,12 @@ pub enum Outcome {
         response: Vec<u8>,
         echo: bool,
         leftover: Vec<u8>,
+        admitted: Box<Admitted>,
     },
 }
 
 /// Decides the outcome for the bytes read so far.
-pub fn on_head(shared: &Shared, m: &ShardMetrics, buf: &[u8]) -> Outcome {
+pub fn on_head(shared: &Shared, m: &ShardMetrics, buf: &[u8], remote: SocketAddr) -> Outcome {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let head = match http::parse_head(buf, &mut headers, shared.cfg.limits.max_head_bytes) {
         Ok(None) => return Outcome::NeedMore,
@@ -40,9 +55,12 @@ pub fn on_head(shared: &Shared, m: &ShardMetrics, buf: &[u8]) -> Outcome {
     if !echo && !shared.cfg.server.ws_paths.iter().any(|p| p == head.path) {
         return Outcome::Respond(plain_route(shared, &head));
     }
+    let auth = shared.auth.load();
+    let ip = client_ip(remote.ip(), head.headers, auth.trusted_proxies());
     let refuse = |status: u16, reason: &'static str, msg: &str, extra: &[(&str, &str)]| {
         m.reject(reason);
-        tracing::warn!(reason, status, "upgrade refused: {msg}");
+        let query = head.query.map(redact_query);
+        tracing::warn!(reason, status, remote = %ip, path = head.path, query = query.as_deref().unwrap_or(""), "upgrade refused: {msg}");
         Outcome::Respond(http::error_response(status, reason, msg, extra))
     };
     let key = match http::check_upgrade(&head) {
@@ -70,18 +88,36 @@ pub fn on_head(shared: &Shared, m: &ShardMetrics, buf: &[u8]) -> Outcome {
             return refuse(403, "forbidden_origin", "Origin not allowed", &[]);
         }
     }
-    if shared.ws_connections() >= shared.cfg.limits.max_connections {
-        return refuse(
-            503,
-            "max_connections",
-            "too many connections",
-            &[("Retry-After", "5")],
-        );
-    }
+    // Limits before authentication: a flood of bad tokens must not buy signature checks.
+    let permit = match shared.limiter.try_acquire(ip) {
+        Ok(p) => p,
+        Err(r) => {
+            let reason = match r {
+                crate::auth::LimitReject::MaxConnections => "max_connections",
+                crate::auth::LimitReject::PerIp => "per_ip_limit",
+                crate::auth::LimitReject::Rate { .. } => "rate_limited",
+            };
+            let retry = r.retry_after_s().to_string();
+            return refuse(r.status(), reason, r.label(), &[("Retry-After", &retry)]);
+        }
+    };
+    let view = RequestView { path: head.path, query: head.query, headers: head.headers, remote: ip };
+    let identity = match auth.authenticate(&view) {
+        Ok(id) => id,
+        Err(e) => {
+            let msg = format!("unauthorized: {}", e.label());
+            return refuse(401, "unauthorized", &msg, &[("WWW-Authenticate", "Bearer")]);
+        }
+    };
+    let forced_filter = match identity.forced_filter.as_ref().map(Filter::parse).transpose() {
+        Ok(f) => f.map(Arc::new),
+        Err(e) => return refuse(401, "unauthorized", &format!("filter claim: {e}"), &[]),
+    };
     Outcome::Upgrade {
-        response: http::switching_protocols(key, None),
+        response: http::switching_protocols(key, identity.subprotocol),
         echo,
         leftover: buf[head.len..].to_vec(),
+        admitted: Box::new(Admitted { identity, permit, forced_filter, client_ip: ip }),
     }
 }
 

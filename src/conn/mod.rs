@@ -44,6 +44,18 @@ pub struct Conn {
     pub closing: Option<Instant>,
 }
 
+/// Who a session belongs to and what it may do, fixed at the upgrade.
+#[derive(Debug)]
+pub struct Peer {
+    pub identity: crate::auth::Identity,
+    /// The connection slot (global, per IP); released when the connection is dropped.
+    pub permit: crate::auth::ConnPermit,
+    /// Client address after trusted-proxy resolution.
+    pub client_ip: std::net::IpAddr,
+    /// Inbound message rate (`inbound_msgs_per_s`, `inbound_burst`).
+    pub bucket: crate::auth::TokenBucket,
+}
+
 #[derive(Debug)]
 pub enum Phase {
     Http { head: Vec<u8>, deadline: Instant },
@@ -68,6 +80,7 @@ pub struct Session {
     /// Dropped-event counts per channel not yet reported with a `gap` frame.
     pub pending_gaps: Vec<(Box<str>, u64)>,
     pub forced_filter: Option<Arc<Filter>>,
+    pub peer: Peer,
     pub sent: u64,
     pub dropped: u64,
     pub connected_at: Instant,

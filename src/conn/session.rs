@@ -77,6 +77,11 @@ fn subscribe(
         return;
     };
     let fail = |code: &str, msg: &str| server::error(id, code, msg);
+    if let Some(ch) = channels.iter().find(|c| !s.peer.identity.allows(c)) {
+        ctx.metrics().reject("forbidden_channel");
+        tracing::warn!(connection_id = %s.id, identity = %s.peer.identity.id, channel = %ch, "subscribe refused: channel not allowed");
+        return conn.outbox.push_control(fail("forbidden_channel", &format!("not allowed to subscribe to {ch:?}")));
+    }
     let user = match filter.map(Filter::parse).transpose() {
         Ok(f) => f,
         Err(e) => return conn.outbox.push_control(fail("bad_filter", &e)),

@@ -44,6 +44,10 @@ pub struct Shared {
     pub ingest: Arc<IngestStatus>,
     /// Per-partition replay buffer (resume with `since`, REST fallbacks).
     pub replay: Arc<crate::ingest::ReplayBuffer>,
+    /// Credentials → identity; swapped whole on SIGHUP.
+    pub auth: arc_swap::ArcSwap<crate::auth::Authenticator>,
+    /// Connection slots: global, per IP, attempts per minute per IP.
+    pub limiter: crate::auth::ConnLimiter,
     pub draining: AtomicBool,
     /// Open WebSocket connections across shards (for `max_connections`).
     pub ws_conns: AtomicUsize,

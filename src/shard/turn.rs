@@ -299,7 +299,7 @@ impl Shard {
 fn on_bytes(ctx: &mut Ctx, key: usize, conn: &mut Conn, chunk: &[u8]) {
     if let Phase::Http { head, .. } = &mut conn.phase {
         head.extend_from_slice(chunk);
-        let outcome = handshake::on_head(&ctx.shared, ctx.metrics(), head);
+        let outcome = handshake::on_head(&ctx.shared, ctx.metrics(), head, conn.remote);
         match outcome {
             Outcome::NeedMore => return,
             Outcome::Respond(r) => {
@@ -307,13 +307,9 @@ fn on_bytes(ctx: &mut Ctx, key: usize, conn: &mut Conn, chunk: &[u8]) {
                 conn.close(0, "", ctx.now);
                 return;
             }
-            Outcome::Upgrade {
-                response,
-                echo,
-                leftover,
-            } => {
+            Outcome::Upgrade { response, echo, leftover, admitted } => {
                 conn.outbox.push_control(response.into());
-                let s = new_session(ctx, echo);
+                let s = new_session(ctx, echo, *admitted);
                 if !echo {
                     let l = &ctx.shared.cfg.limits;
                     let limits = serde_json::json!({
@@ -327,7 +323,7 @@ fn on_bytes(ctx: &mut Ctx, key: usize, conn: &mut Conn, chunk: &[u8]) {
                         limits,
                     ));
                 }
-                tracing::info!(connection_id = %s.id, remote = %conn.remote, "connected");
+                tracing::info!(connection_id = %s.id, remote = %s.peer.client_ip, identity = %s.peer.identity.id, "connected");
                 conn.phase = Phase::Ws(Box::new(s));
                 ctx.shared.ws_conns.fetch_add(1, Ordering::Relaxed);
                 ctx.metrics().connections.add(1);
@@ -342,7 +338,7 @@ fn on_bytes(ctx: &mut Ctx, key: usize, conn: &mut Conn, chunk: &[u8]) {
     ws_bytes(ctx, key, conn, chunk)
 }
 
-fn new_session(ctx: &mut Ctx, echo: bool) -> Session {
+fn new_session(ctx: &mut Ctx, echo: bool, a: handshake::Admitted) -> Session {
     ctx.conn_seq += 1;
     let started = ctx.shared.started.elapsed().as_nanos() as u64 ^ 0x5bd1_e995;
     Session {
@@ -356,7 +352,13 @@ fn new_session(ctx: &mut Ctx, echo: bool) -> Session {
         next_ping: ctx.now + Duration::from_millis(ctx.shared.cfg.server.heartbeat_ms),
         overflow_since: None,
         pending_gaps: Vec::new(),
-        forced_filter: None,
+        forced_filter: a.forced_filter,
+        peer: crate::conn::Peer {
+            identity: a.identity,
+            permit: a.permit,
+            client_ip: a.client_ip,
+            bucket: crate::auth::TokenBucket::from_limits(&ctx.shared.cfg.limits),
+        },
         sent: 0,
         dropped: 0,
         connected_at: ctx.now,
