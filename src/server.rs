@@ -41,14 +41,20 @@ impl Server {
             // Every connection is one fd; keep 256 for listeners, Kafka, admin and files.
             let cap = (nofile.saturating_sub(256)) as usize;
             if cfg.limits.max_connections > cap {
-                tracing::info!(from = cfg.limits.max_connections, to = cap, "limits.max_connections capped by the open-files limit");
+                tracing::info!(
+                    from = cfg.limits.max_connections,
+                    to = cap,
+                    "limits.max_connections capped by the open-files limit"
+                );
                 cfg.limits.max_connections = cap;
             }
         }
         let auth = crate::auth::Authenticator::from_config(&cfg.auth)?;
         let limiter = crate::auth::ConnLimiter::new(&cfg.limits)?;
         if cfg.auth.anonymous_allowed() {
-            tracing::warn!("auth: anonymous connections are allowed (no JWT key or API key file configured)");
+            tracing::warn!(
+                "auth: anonymous connections are allowed (no JWT key or API key file configured)"
+            );
         }
         let cfg = Arc::new(cfg);
         let n = cfg.shard_count();

@@ -220,7 +220,8 @@ impl JwtKeyConfig {
 impl AuthConfig {
     /// Whether connections without credentials are accepted (see [`AuthConfig::anonymous`]).
     pub fn anonymous_allowed(&self) -> bool {
-        self.anonymous.unwrap_or(self.jwt.is_empty() && self.api_keys.is_none())
+        self.anonymous
+            .unwrap_or(self.jwt.is_empty() && self.api_keys.is_none())
     }
 
     /// Rejects impossible settings, naming the key.

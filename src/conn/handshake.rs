@@ -101,7 +101,12 @@ pub fn on_head(shared: &Shared, m: &ShardMetrics, buf: &[u8], remote: SocketAddr
             return refuse(r.status(), reason, r.label(), &[("Retry-After", &retry)]);
         }
     };
-    let view = RequestView { path: head.path, query: head.query, headers: head.headers, remote: ip };
+    let view = RequestView {
+        path: head.path,
+        query: head.query,
+        headers: head.headers,
+        remote: ip,
+    };
     let identity = match auth.authenticate(&view) {
         Ok(id) => id,
         Err(e) => {
@@ -109,7 +114,12 @@ pub fn on_head(shared: &Shared, m: &ShardMetrics, buf: &[u8], remote: SocketAddr
             return refuse(401, "unauthorized", &msg, &[("WWW-Authenticate", "Bearer")]);
         }
     };
-    let forced_filter = match identity.forced_filter.as_ref().map(Filter::parse).transpose() {
+    let forced_filter = match identity
+        .forced_filter
+        .as_ref()
+        .map(Filter::parse)
+        .transpose()
+    {
         Ok(f) => f.map(Arc::new),
         Err(e) => return refuse(401, "unauthorized", &format!("filter claim: {e}"), &[]),
     };
@@ -117,7 +127,12 @@ pub fn on_head(shared: &Shared, m: &ShardMetrics, buf: &[u8], remote: SocketAddr
         response: http::switching_protocols(key, identity.subprotocol),
         echo,
         leftover: buf[head.len..].to_vec(),
-        admitted: Box::new(Admitted { identity, permit, forced_filter, client_ip: ip }),
+        admitted: Box::new(Admitted {
+            identity,
+            permit,
+            forced_filter,
+            client_ip: ip,
+        }),
     }
 }
 

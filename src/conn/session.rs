@@ -17,6 +17,12 @@ pub fn on_message(ctx: &mut Ctx, key: usize, conn: &mut Conn, msg: Message) -> b
     let Phase::Ws(s) = &mut conn.phase else {
         return false;
     };
+    if matches!(msg, Message::Text(_) | Message::Binary(_)) && !s.peer.bucket.allow(now) {
+        ctx.metrics().reject("rate_limited");
+        tracing::warn!(connection_id = %s.id, remote = %s.peer.client_ip, "inbound message rate exceeded; closing 1008");
+        conn.close(1008, "message rate limit exceeded", now);
+        return false;
+    }
     match msg {
         Message::Ping(p) => conn.outbox.push_control(ws::pong_frame(&p)),
         Message::Pong(_) => {}
@@ -80,7 +86,10 @@ fn subscribe(
     if let Some(ch) = channels.iter().find(|c| !s.peer.identity.allows(c)) {
         ctx.metrics().reject("forbidden_channel");
         tracing::warn!(connection_id = %s.id, identity = %s.peer.identity.id, channel = %ch, "subscribe refused: channel not allowed");
-        return conn.outbox.push_control(fail("forbidden_channel", &format!("not allowed to subscribe to {ch:?}")));
+        return conn.outbox.push_control(fail(
+            "forbidden_channel",
+            &format!("not allowed to subscribe to {ch:?}"),
+        ));
     }
     let user = match filter.map(Filter::parse).transpose() {
         Ok(f) => f,

@@ -307,7 +307,12 @@ fn on_bytes(ctx: &mut Ctx, key: usize, conn: &mut Conn, chunk: &[u8]) {
                 conn.close(0, "", ctx.now);
                 return;
             }
-            Outcome::Upgrade { response, echo, leftover, admitted } => {
+            Outcome::Upgrade {
+                response,
+                echo,
+                leftover,
+                admitted,
+            } => {
                 conn.outbox.push_control(response.into());
                 let s = new_session(ctx, echo, *admitted);
                 if !echo {
