@@ -148,8 +148,7 @@ mod tests {
         #[cfg(target_os = "linux")]
         {
             use std::os::linux::net::SocketAddrExt;
-            let addr =
-                std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+            let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
             let server = UnixDatagram::bind_addr(&addr).unwrap();
             #[allow(unsafe_code)]
             // SAFETY: as above.
