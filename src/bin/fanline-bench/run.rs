@@ -207,6 +207,11 @@ async fn run(args: RunArgs) -> anyhow::Result<RunResult> {
     };
     fleet.grow_to(first).await?;
     res.connect_secs = t_connect.elapsed().as_secs_f64();
+    if shared.connected.load(Ordering::Relaxed) == 0 {
+        stop_tx.send(true).ok();
+        let why = shared.first_error.lock().ok().and_then(|e| e.clone());
+        anyhow::bail!("no connection succeeded: {}", why.unwrap_or_default());
+    }
     tokio::time::sleep(Duration::from_secs_f64(args.settle)).await;
     if let Some(t) = args.start_at {
         sleep_until_unix(t - 0.3).await;
