@@ -6,8 +6,8 @@
 //! socket (the `@` stands for the leading NUL byte).
 //!
 //! Invariants: every function is a no-op when `$NOTIFY_SOCKET` is unset or empty, never panics,
-//! and never blocks for long (a datagram send to a local socket). Errors are returned to the
-//! caller, who normally ignores them: a supervisor that went away must not stop the gateway.
+//! and never blocks for long (a datagram send to a local socket). The named helpers log a
+//! failure at debug level and carry on; [`send`] returns it.
 //! The environment is read on every call (cheap next to a watchdog interval of seconds), so
 //! tests can point it at their own socket.
 
@@ -16,28 +16,40 @@ use std::os::unix::net::UnixDatagram;
 use std::time::Duration;
 
 /// `READY=1`: listeners are bound and the ingest is assigned. Call once.
-pub fn ready() -> io::Result<()> {
-    notify("READY=1\n")
+pub fn ready() {
+    report(send("READY=1\n"));
 }
 
 /// `STOPPING=1`: draining has begun.
-pub fn stopping() -> io::Result<()> {
-    notify("STOPPING=1\n")
+pub fn stopping() {
+    report(send("STOPPING=1\n"));
 }
 
 /// `WATCHDOG=1`: the process is alive. Call at half of [`watchdog_interval`].
-pub fn watchdog() -> io::Result<()> {
-    notify("WATCHDOG=1\n")
+pub fn watchdog() {
+    report(send("WATCHDOG=1\n"));
 }
 
 /// `STATUS=msg`: a one-line human-readable status shown by `systemctl status`.
 /// Newlines in `msg` are replaced by spaces so they cannot inject other assignments.
-pub fn status(msg: &str) -> io::Result<()> {
+pub fn status(msg: &str) {
+    report(send(&status_line(msg)));
+}
+
+fn status_line(msg: &str) -> String {
     let clean: String = msg
         .chars()
         .map(|c| if c == '\n' { ' ' } else { c })
         .collect();
-    notify(&format!("STATUS={clean}\n"))
+    format!("STATUS={clean}\n")
+}
+
+/// A failed notification is logged, never fatal: a supervisor that went away must not stop
+/// the gateway (systemd restarts it if the watchdog really starves).
+fn report(res: io::Result<()>) {
+    if let Err(e) = res {
+        tracing::debug!(error = %e, "sd_notify failed");
+    }
 }
 
 /// The watchdog timeout systemd expects (`$WATCHDOG_USEC`), or `None` when the watchdog is
@@ -62,8 +74,9 @@ fn watchdog_interval_from(usec: Option<&str>, pid: Option<&str>, me: u32) -> Opt
     (usec > 0).then(|| Duration::from_micros(usec))
 }
 
-/// Sends one notification datagram to `$NOTIFY_SOCKET`; `Ok(())` when it is unset.
-fn notify(state: &str) -> io::Result<()> {
+/// Sends one notification datagram (`KEY=VALUE\n` lines) to `$NOTIFY_SOCKET`; `Ok(())` when
+/// it is unset. For callers that want the error; the named helpers above log it instead.
+pub fn send(state: &str) -> io::Result<()> {
     match std::env::var_os("NOTIFY_SOCKET") {
         Some(path) if !path.is_empty() => send_to(&path.to_string_lossy(), state),
         _ => Ok(()),
@@ -142,8 +155,9 @@ mod tests {
         unsafe {
             std::env::remove_var("NOTIFY_SOCKET");
         }
-        ready().unwrap();
-        watchdog().unwrap();
+        ready();
+        watchdog();
+        send("READY=1\n").unwrap();
 
         #[cfg(target_os = "linux")]
         {
@@ -155,12 +169,14 @@ mod tests {
             unsafe {
                 std::env::set_var("NOTIFY_SOCKET", format!("@{name}"));
             }
-            ready().unwrap();
+            ready();
             assert_eq!(recv(&server), "READY=1\n");
-            status("draining\nREADY=0").unwrap();
+            status("draining\nREADY=0");
             assert_eq!(recv(&server), "STATUS=draining READY=0\n");
-            stopping().unwrap();
+            stopping();
             assert_eq!(recv(&server), "STOPPING=1\n");
+            watchdog();
+            assert_eq!(recv(&server), "WATCHDOG=1\n");
             #[allow(unsafe_code)]
             // SAFETY: as above.
             unsafe {
