@@ -1,1 +1,105 @@
-fn main() {}
+//! `fanline`: flags → config → [`fanline::server::Server`] → wait for signals.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+
+/// Kafka → WebSocket fan-out gateway.
+#[derive(Debug, Parser)]
+#[command(name = "fanline", version, about)]
+struct Args {
+    /// TOML configuration file.
+    #[arg(long, env = "FANLINE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Public listener (WebSocket, health), e.g. 0.0.0.0:8080.
+    #[arg(long)]
+    listen: Option<String>,
+    /// Admin listener (metrics, stats, publish), e.g. 127.0.0.1:9091.
+    #[arg(long)]
+    admin_listen: Option<String>,
+    /// Kafka bootstrap servers; none = the embedded mock cluster.
+    #[arg(long)]
+    kafka_brokers: Option<String>,
+    /// Reactor shards (default: one per core).
+    #[arg(long)]
+    shards: Option<usize>,
+    /// Add a WebSocket echo route at this path (conformance suites).
+    #[arg(long)]
+    echo_path: Option<String>,
+    /// Log format: text or json.
+    #[arg(long)]
+    log_format: Option<String>,
+}
+
+fn main() {
+    let args = Args::parse();
+    let mut env: Vec<(String, String)> = std::env::vars().collect();
+    // Flags win over env and file: apply them as the last env overrides.
+    let mut flag = |k: &str, v: Option<String>| {
+        if let Some(v) = v {
+            env.push((k.to_string(), format!("{v:?}")));
+        }
+    };
+    flag("FANLINE_SERVER_LISTEN", args.listen);
+    flag("FANLINE_SERVER_ADMIN_LISTEN", args.admin_listen);
+    flag("FANLINE_KAFKA_BROKERS", args.kafka_brokers);
+    flag("FANLINE_TESTING_ECHO_PATH", args.echo_path);
+    flag("FANLINE_LOG_FORMAT", args.log_format);
+    if let Some(n) = args.shards {
+        env.push(("FANLINE_SERVER_SHARDS".into(), n.to_string()));
+    }
+    let cfg = match fanline::config::Config::load(args.config.as_deref(), env) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("fanline: {e}");
+            std::process::exit(2);
+        }
+    };
+    init_logging(&cfg.log);
+    if let Ok(n) = fanline::io::raise_nofile_limit() {
+        tracing::debug!(nofile = n, "open-files limit");
+    }
+    let server = match fanline::server::Server::start(cfg) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("cannot start: {e:#}");
+            std::process::exit(1);
+        }
+    };
+    let mut signals = match signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP]) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("cannot install signal handlers: {e}");
+            std::process::exit(1);
+        }
+    };
+    if server.wait_ready(Duration::from_secs(60)) {
+        fanline::notify::ready();
+    }
+    for sig in signals.forever() {
+        match sig {
+            SIGHUP => tracing::info!("SIGHUP: reload"),
+            _ => {
+                fanline::notify::stopping();
+                server.begin_shutdown();
+                break;
+            }
+        }
+    }
+    server.join();
+}
+
+fn init_logging(cfg: &fanline::config::LogConfig) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.level));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if cfg.format == "json" {
+        b.json().init();
+    } else {
+        b.init();
+    }
+}

@@ -1,1 +1,134 @@
-//! TODO
+//! `Server`: wires configuration into running parts — shards (one thread each, own listener
+//! and poll), the fan-out, the ingest side and the admin listener — and stops them in order.
+//!
+//! Tests start it in-process on port 0; `main` starts it from flags and waits for signals.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+
+use crate::admin::Admin;
+use crate::config::Config;
+use crate::fanout::{Fanout, Publisher, ShardInbox, snapshot::MAX_SHARDS};
+use crate::ingest::{IngestStatus, PublishSink, direct::DirectSink};
+use crate::metrics::Metrics;
+use crate::shard::{Shard, Shared, WAKER};
+
+/// A running gateway.
+#[derive(Debug)]
+pub struct Server {
+    /// The public listener's bound address (port resolved when 0 was asked for).
+    pub local_addr: SocketAddr,
+    /// The admin listener's bound address.
+    pub admin_addr: SocketAddr,
+    pub shared: Arc<Shared>,
+    pub sink: Arc<dyn PublishSink>,
+    shards: Vec<JoinHandle<()>>,
+    admin: Admin,
+}
+
+impl Server {
+    /// Starts everything; returns once listeners are bound.
+    pub fn start(cfg: Config) -> anyhow::Result<Server> {
+        let cfg = Arc::new(cfg);
+        let n = cfg.shard_count();
+        anyhow::ensure!(
+            n <= MAX_SHARDS,
+            "server.shards: at most {MAX_SHARDS} shards"
+        );
+        let metrics = Arc::new(Metrics::new(n));
+        let mut polls = Vec::with_capacity(n);
+        let mut inboxes = Vec::with_capacity(n);
+        for _ in 0..n {
+            let poll = mio::Poll::new().context("creating a poll")?;
+            let waker = mio::Waker::new(poll.registry(), WAKER).context("creating a waker")?;
+            inboxes.push(Arc::new(ShardInbox::new(cfg.server.ring_capacity, waker)));
+            polls.push(poll);
+        }
+        let fanout = Arc::new(Fanout::new(inboxes.clone()));
+        let first = crate::io::reuseport_listener(cfg.server.listen)
+            .with_context(|| format!("binding server.listen {}", cfg.server.listen))?;
+        let local_addr = first.local_addr()?;
+        let mut listeners = vec![first];
+        for _ in 1..n {
+            listeners.push(crate::io::reuseport_listener(local_addr)?);
+        }
+        let ingest = Arc::new(IngestStatus::default());
+        let publisher = Publisher::new(fanout.clone(), metrics.clone());
+        let sink: Arc<dyn PublishSink> = Arc::new(DirectSink::new(publisher, metrics.clone()));
+        ingest.assigned.store(true, Ordering::Release);
+        let shared = Arc::new(Shared {
+            cfg: cfg.clone(),
+            metrics,
+            fanout,
+            ingest,
+            draining: AtomicBool::new(false),
+            ws_conns: AtomicUsize::new(0),
+            shards_up: AtomicUsize::new(0),
+            started: Instant::now(),
+        });
+        let mut shards = Vec::with_capacity(n);
+        for (i, (poll, listener)) in polls.into_iter().zip(listeners).enumerate() {
+            let shard = Shard::new(i, poll, listener, inboxes[i].clone(), shared.clone())?;
+            shards.push(
+                std::thread::Builder::new()
+                    .name(format!("fanline-shard-{i}"))
+                    .spawn(move || shard.run())
+                    .context("spawning a shard thread")?,
+            );
+        }
+        let admin = Admin::spawn(cfg.server.admin_listen, shared.clone(), sink.clone())
+            .with_context(|| format!("binding server.admin_listen {}", cfg.server.admin_listen))?;
+        tracing::info!(listen = %local_addr, admin = %admin.addr, shards = n, "fanline started");
+        Ok(Server {
+            local_addr,
+            admin_addr: admin.addr,
+            shared,
+            sink,
+            shards,
+            admin,
+        })
+    }
+
+    /// Waits until every shard polls and ingest is assigned (readiness), up to `timeout`.
+    pub fn wait_ready(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.shared.not_ready_reason().is_none() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        false
+    }
+
+    /// Begins the drain: stop accepting, readiness 503, close sockets with 1001 over the
+    /// drain window. Returns immediately; [`Server::join`] waits for the end.
+    pub fn begin_shutdown(&self) {
+        if !self.shared.draining.swap(true, Ordering::AcqRel) {
+            tracing::info!(drain_ms = self.shared.cfg.server.drain_ms, "draining");
+            for inbox in &self.shared.fanout.inboxes {
+                inbox.notify();
+            }
+        }
+    }
+
+    /// Waits for the shards to finish draining, then stops the admin listener.
+    pub fn join(mut self) {
+        for t in self.shards.drain(..) {
+            let _ = t.join();
+        }
+        self.admin.stop();
+        tracing::info!("fanline stopped");
+    }
+
+    /// `begin_shutdown` + `join`.
+    pub fn shutdown(self) {
+        self.begin_shutdown();
+        self.join();
+    }
+}

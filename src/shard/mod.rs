@@ -1,1 +1,316 @@
-//! TODO
+//! A shard: one reactor thread owning a listener (SO_REUSEPORT), a slab of connections, a
+//! timer wheel, a local channel index and the inbox ring fed by ingest.
+//!
+//! One turn: poll → accept/read → drain the ring into outboxes → fire timers → flush every
+//! dirty connection with ONE writev → remove dead connections. Nothing here takes a lock
+//! shared with another shard; the only cross-thread traffic is the inbox ring, the
+//! subscription table (written on first/last local subscriber) and relaxed counters.
+
+pub mod index;
+pub mod outbox;
+pub mod timer;
+mod turn;
+
+use std::net::TcpListener as StdListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+
+use crate::config::Config;
+use crate::conn::Conn;
+use crate::fanout::{Fanout, ShardInbox};
+use crate::ingest::IngestStatus;
+use crate::io::IoVecs;
+use crate::metrics::{Metrics, ShardMetrics};
+use index::ChannelIndex;
+use timer::TimerWheel;
+
+pub(crate) const LISTENER: Token = Token(usize::MAX - 1);
+pub(crate) const WAKER: Token = Token(usize::MAX - 2);
+/// Ring items drained per turn before flushing (bounds one turn's latency).
+pub const RING_BATCH: usize = 8192;
+const TIMER_TICK: Duration = Duration::from_millis(50);
+
+/// State shared by every shard, the admin side and `main`. Read-mostly.
+#[derive(Debug)]
+pub struct Shared {
+    pub cfg: Arc<Config>,
+    pub metrics: Arc<Metrics>,
+    pub fanout: Arc<Fanout>,
+    pub ingest: Arc<IngestStatus>,
+    pub draining: AtomicBool,
+    /// Open WebSocket connections across shards (for `max_connections`).
+    pub ws_conns: AtomicUsize,
+    /// Shards whose listener is bound and polling.
+    pub shards_up: AtomicUsize,
+    pub started: Instant,
+}
+
+impl Shared {
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+    pub fn ws_connections(&self) -> usize {
+        self.ws_conns.load(Ordering::Relaxed)
+    }
+    /// `None` when ready for traffic, else why not (readiness probe).
+    pub fn not_ready_reason(&self) -> Option<&'static str> {
+        if self.is_draining() {
+            Some("draining")
+        } else if self.shards_up.load(Ordering::Acquire) < self.fanout.inboxes.len() {
+            Some("starting")
+        } else if !self.ingest.assigned.load(Ordering::Acquire) {
+            Some("kafka partitions not assigned")
+        } else if self.ingest.degraded.load(Ordering::Acquire) {
+            Some("kafka unavailable")
+        } else {
+            None
+        }
+    }
+}
+
+/// Everything a shard's handlers need besides the connection slab.
+#[derive(Debug)]
+pub struct Ctx {
+    pub id: usize,
+    pub shared: Arc<Shared>,
+    pub inbox: Arc<ShardInbox>,
+    pub index: ChannelIndex,
+    pub timers: TimerWheel,
+    pub timer_gen: u32,
+    pub now: Instant,
+    pub iov: IoVecs,
+    pub dirty: Vec<usize>,
+    pub dead: Vec<usize>,
+    /// `ingested_at` of events delivered this turn (ingest→write histogram).
+    pub turn_events: Vec<Instant>,
+    pub conn_seq: u64,
+    /// Local tallies flushed to the shared counters once per turn.
+    pub deliveries: u64,
+    pub outbox_bytes: i64,
+}
+
+impl Ctx {
+    pub fn metrics(&self) -> &ShardMetrics {
+        &self.shared.metrics.shards[self.id]
+    }
+}
+
+/// A shard, ready to run on its own thread.
+#[derive(Debug)]
+pub struct Shard {
+    poll: Poll,
+    listener: Option<TcpListener>,
+    conns: Slab<Conn>,
+    ctx: Ctx,
+    drain: Option<Drain>,
+}
+
+#[derive(Debug)]
+struct Drain {
+    start: Instant,
+    initial: usize,
+    closed: usize,
+}
+
+impl Shard {
+    /// Builds shard `id` around its poll (whose waker feeds `inbox`) and listener.
+    pub fn new(
+        id: usize,
+        poll: Poll,
+        listener: StdListener,
+        inbox: Arc<ShardInbox>,
+        shared: Arc<Shared>,
+    ) -> std::io::Result<Shard> {
+        let mut listener = TcpListener::from_std(listener);
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let now = Instant::now();
+        Ok(Shard {
+            poll,
+            listener: Some(listener),
+            conns: Slab::with_capacity(1024),
+            ctx: Ctx {
+                id,
+                shared,
+                inbox,
+                index: ChannelIndex::default(),
+                timers: TimerWheel::new(now, TIMER_TICK),
+                timer_gen: 0,
+                now,
+                iov: IoVecs::default(),
+                dirty: Vec::with_capacity(1024),
+                dead: Vec::new(),
+                turn_events: Vec::with_capacity(1024),
+                conn_seq: 0,
+                deliveries: 0,
+                outbox_bytes: 0,
+            },
+            drain: None,
+        })
+    }
+
+    /// Runs turns until drained. Returns when every connection is closed after shutdown.
+    pub fn run(mut self) {
+        let mut events = Events::with_capacity(1024);
+        let mut scratch = vec![0u8; 64 * 1024].into_boxed_slice();
+        self.ctx.shared.shards_up.fetch_add(1, Ordering::AcqRel);
+        loop {
+            let timeout = if !self.ctx.inbox.is_empty() {
+                Some(Duration::ZERO)
+            } else if self.drain.is_some() {
+                Some(Duration::from_millis(10))
+            } else {
+                self.ctx
+                    .timers
+                    .timeout(Instant::now())
+                    .or(Some(Duration::from_secs(1)))
+            };
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                tracing::error!(shard = self.ctx.id, "poll failed: {e}");
+                break;
+            }
+            self.ctx.now = Instant::now();
+            for ev in events.iter() {
+                match ev.token() {
+                    LISTENER => self.accept(),
+                    WAKER => {}
+                    Token(key) => {
+                        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                            self.on_readable(key, &mut scratch);
+                        }
+                        if ev.is_writable() {
+                            self.mark_dirty(key);
+                        }
+                    }
+                }
+            }
+            self.drain_ring();
+            self.fire_timers();
+            self.flush_dirty();
+            self.remove_dead();
+            self.publish_tallies();
+            if self.drain_step() {
+                break;
+            }
+        }
+        tracing::debug!(shard = self.ctx.id, "shard stopped");
+    }
+
+    fn accept(&mut self) {
+        loop {
+            let Some(listener) = &self.listener else {
+                return;
+            };
+            match listener.accept() {
+                Ok((mut stream, remote)) => {
+                    let _ = stream.set_nodelay(true);
+                    let entry = self.conns.vacant_entry();
+                    let key = entry.key();
+                    let interest = Interest::READABLE | Interest::WRITABLE;
+                    if let Err(e) = self
+                        .poll
+                        .registry()
+                        .register(&mut stream, Token(key), interest)
+                    {
+                        tracing::warn!("register failed: {e}");
+                        continue;
+                    }
+                    let timeout =
+                        Duration::from_millis(self.ctx.shared.cfg.server.upgrade_timeout_ms);
+                    entry.insert(Conn::new(stream, remote, self.ctx.now, timeout));
+                    self.ctx.metrics().connections_total_http.inc();
+                    self.rearm(key);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // EMFILE and friends: log, leave the backlog for the next turn.
+                    tracing::warn!(shard = self.ctx.id, "accept failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn mark_dirty(&mut self, key: usize) {
+        if let Some(c) = self.conns.get_mut(key)
+            && !c.dirty
+            && !c.dead
+        {
+            c.dirty = true;
+            self.ctx.dirty.push(key);
+        }
+    }
+
+    /// Arms the connection's timer for its next deadline if it moved earlier or fired.
+    fn rearm(&mut self, key: usize) {
+        let hb = Duration::from_millis(self.ctx.shared.cfg.server.heartbeat_ms);
+        let slow = Duration::from_secs(self.ctx.shared.cfg.limits.slow_consumer_close_s);
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
+        let at = c.next_deadline(hb, slow);
+        if matches!(c.timer, Some((t, _)) if t <= at) {
+            return;
+        }
+        self.ctx.timer_gen = self.ctx.timer_gen.wrapping_add(1);
+        c.timer = Some((at, self.ctx.timer_gen));
+        self.ctx.timers.arm(key, self.ctx.timer_gen, at);
+    }
+
+    /// Begins shutdown: stop accepting; connections are closed over the drain window.
+    fn drain_step(&mut self) -> bool {
+        if !self.ctx.shared.is_draining() {
+            return false;
+        }
+        let now = self.ctx.now;
+        if self.drain.is_none() {
+            if let Some(mut l) = self.listener.take() {
+                let _ = self.poll.registry().deregister(&mut l);
+            }
+            self.drain = Some(Drain {
+                start: now,
+                initial: self.conns.len(),
+                closed: 0,
+            });
+        }
+        let window = Duration::from_millis(self.ctx.shared.cfg.server.drain_ms);
+        let Some(d) = &mut self.drain else {
+            return false;
+        };
+        let elapsed = now.saturating_duration_since(d.start);
+        let frac = if window.is_zero() {
+            1.0
+        } else {
+            (elapsed.as_secs_f64() / window.as_secs_f64()).min(1.0)
+        };
+        let target = ((d.initial as f64 * frac).ceil() as usize).max(1);
+        let mut to_close = Vec::new();
+        for (key, c) in self.conns.iter() {
+            if d.closed >= target {
+                break;
+            }
+            if c.closing.is_none() {
+                to_close.push(key);
+                d.closed += 1;
+            }
+        }
+        for key in to_close {
+            if let Some(c) = self.conns.get_mut(key) {
+                c.close(1001, "server shutting down", now);
+            }
+            self.mark_dirty(key);
+            self.rearm(key);
+        }
+        self.flush_dirty();
+        self.conns.is_empty() || elapsed > window + crate::conn::CLOSE_LINGER * 2
+    }
+}

@@ -89,6 +89,28 @@ pub fn close_frame(code: u16, reason: &str) -> Bytes {
     frame(OpCode::Close, &p)
 }
 
+/// A masked client frame (`fin`, `op`, `payload` masked with `key`), as a browser would send it.
+/// For tests, benches, fuzzing and load generators; servers never send masked frames.
+pub fn masked_frame(fin: bool, op: OpCode, payload: &[u8], key: [u8; 4]) -> Vec<u8> {
+    let (mut h, n) = frame_header(op, payload.len());
+    if !fin {
+        h[0] &= 0x7F;
+    }
+    h[1] |= 0x80;
+    let mut v = Vec::with_capacity(n + 4 + payload.len());
+    v.extend_from_slice(&h[..n]);
+    v.extend_from_slice(&key);
+    let start = v.len();
+    v.extend_from_slice(payload);
+    super::mask::apply_mask(&mut v[start..], key, 0);
+    v
+}
+
+/// A binary frame.
+pub fn binary_frame(payload: &[u8]) -> Bytes {
+    frame(OpCode::Binary, payload)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

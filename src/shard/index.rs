@@ -1,0 +1,103 @@
+//! A shard's local channel → connections index. Owned by one shard thread; the shard mirrors
+//! "this channel has a subscriber here" into the global [`SubscriptionTable`] on the first
+//! subscriber's arrival and the last one's departure.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::fanout::SubscriptionTable;
+use crate::protocol::Filter;
+
+/// One subscriber of a channel on this shard.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub conn: usize,
+    pub filter: Option<Arc<Filter>>,
+}
+
+#[derive(Debug, Default)]
+pub struct ChannelIndex {
+    map: HashMap<Box<str>, Vec<Entry>>,
+}
+
+impl ChannelIndex {
+    #[inline]
+    pub fn get(&self, channel: &str) -> Option<&[Entry]> {
+        self.map.get(channel).map(Vec::as_slice)
+    }
+
+    /// Adds or replaces `conn`'s subscription to `channel`.
+    pub fn insert(&mut self, shard: usize, table: &SubscriptionTable, channel: &str, e: Entry) {
+        match self.map.get_mut(channel) {
+            Some(v) => match v.iter_mut().find(|x| x.conn == e.conn) {
+                Some(x) => x.filter = e.filter,
+                None => v.push(e),
+            },
+            None => {
+                self.map.insert(channel.into(), vec![e]);
+                table.set(channel, shard, true);
+            }
+        }
+    }
+
+    /// Removes `conn` from `channel`; returns whether it was there.
+    pub fn remove(
+        &mut self,
+        shard: usize,
+        table: &SubscriptionTable,
+        channel: &str,
+        conn: usize,
+    ) -> bool {
+        let Some(v) = self.map.get_mut(channel) else {
+            return false;
+        };
+        let Some(i) = v.iter().position(|x| x.conn == conn) else {
+            return false;
+        };
+        v.swap_remove(i);
+        if v.is_empty() {
+            self.map.remove(channel);
+            table.set(channel, shard, false);
+        }
+        true
+    }
+
+    pub fn channels(&self) -> usize {
+        self.map.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn global_table_follows_first_and_last_local_subscriber() {
+        let t = SubscriptionTable::default();
+        let mut ix = ChannelIndex::default();
+        ix.insert(
+            2,
+            &t,
+            "a",
+            Entry {
+                conn: 1,
+                filter: None,
+            },
+        );
+        ix.insert(
+            2,
+            &t,
+            "a",
+            Entry {
+                conn: 5,
+                filter: None,
+            },
+        );
+        assert_eq!(t.shards_for("a"), 0b100);
+        assert!(ix.remove(2, &t, "a", 1));
+        assert_eq!(t.shards_for("a"), 0b100);
+        assert!(ix.remove(2, &t, "a", 5));
+        assert_eq!(t.shards_for("a"), 0);
+        assert!(!ix.remove(2, &t, "a", 5));
+    }
+}

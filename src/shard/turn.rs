@@ -1,0 +1,402 @@
+//! The steps of one reactor turn: read, drain the ring, fire timers, flush, remove.
+
+use std::io::Read;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::BytesMut;
+
+use super::{Ctx, RING_BATCH, Shard};
+use crate::conn::handshake::{self, Outcome};
+use crate::conn::{Conn, Phase, Session, session};
+use crate::event::Event;
+use crate::fanout::RingItem;
+use crate::protocol::server;
+use crate::shard::outbox::Flushed;
+use crate::ws::Decoder;
+
+/// Marks `conn` for removal at the end of the turn.
+fn kill(ctx: &mut Ctx, key: usize, conn: &mut Conn) {
+    if !conn.dead {
+        conn.dead = true;
+        ctx.dead.push(key);
+    }
+}
+
+impl Shard {
+    pub(super) fn on_readable(&mut self, key: usize, scratch: &mut [u8]) {
+        let Shard { conns, ctx, .. } = self;
+        let Some(conn) = conns.get_mut(key) else {
+            return;
+        };
+        loop {
+            if conn.dead {
+                break;
+            }
+            match (&conn.stream).read(scratch) {
+                Ok(0) => {
+                    kill(ctx, key, conn);
+                    break;
+                }
+                Ok(n) => {
+                    conn.last_read = ctx.now;
+                    if conn.closing.is_none() {
+                        on_bytes(ctx, key, conn, &scratch[..n]);
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    kill(ctx, key, conn);
+                    break;
+                }
+            }
+        }
+        let pending = !conn.outbox.is_empty() || conn.shut_after_flush;
+        if pending {
+            self.mark_dirty(key);
+        }
+        self.rearm(key);
+    }
+
+    pub(super) fn drain_ring(&mut self) {
+        let Shard { conns, ctx, .. } = self;
+        ctx.inbox.begin_drain();
+        let limits = &ctx.shared.cfg.limits;
+        let (max_frames, max_bytes) = (limits.outbox_frames, limits.outbox_bytes);
+        let shared = ctx.shared.clone();
+        let m = &shared.metrics.shards[ctx.id];
+        for _ in 0..RING_BATCH {
+            let Some(item) = ctx.inbox.pop() else { break };
+            match item {
+                RingItem::Event(ev) => {
+                    let Some(entries) = ctx.index.get(&ev.channel) else {
+                        continue;
+                    };
+                    let now = ctx.now;
+                    let mut delivered = false;
+                    for e in entries {
+                        let Some(conn) = conns.get_mut(e.conn) else {
+                            continue;
+                        };
+                        if conn.dead || conn.closing.is_some() {
+                            continue;
+                        }
+                        if let Some(f) = &e.filter
+                            && !f.matches(&ev.data)
+                        {
+                            continue;
+                        }
+                        let Phase::Ws(s) = &mut conn.phase else {
+                            continue;
+                        };
+                        if s.has_watermarks && s.already_replayed(&ev) {
+                            continue;
+                        }
+                        let before = conn.outbox.bytes();
+                        conn.outbox
+                            .push_event(&ev, max_frames, max_bytes, |d: &Event| {
+                                s.note_drop(d, now);
+                                m.dropped_slow_consumer.inc();
+                            });
+                        ctx.outbox_bytes += conn.outbox.bytes() as i64 - before as i64;
+                        ctx.deliveries += 1;
+                        s.sent += 1;
+                        delivered = true;
+                        if !conn.dirty {
+                            conn.dirty = true;
+                            ctx.dirty.push(e.conn);
+                        }
+                    }
+                    if delivered {
+                        ctx.turn_events.push(ev.ingested_at);
+                    }
+                }
+                RingItem::Gap { channel, dropped } => {
+                    let Some(entries) = ctx.index.get(&channel) else {
+                        continue;
+                    };
+                    for e in entries {
+                        let Some(conn) = conns.get_mut(e.conn) else {
+                            continue;
+                        };
+                        let Phase::Ws(s) = &mut conn.phase else {
+                            continue;
+                        };
+                        match s.pending_gaps.iter_mut().find(|(c, _)| *c == channel) {
+                            Some((_, n)) => *n += dropped,
+                            None => s.pending_gaps.push((channel.clone(), dropped)),
+                        }
+                        if !conn.dirty {
+                            conn.dirty = true;
+                            ctx.dirty.push(e.conn);
+                        }
+                    }
+                }
+                RingItem::Status(status) => {
+                    let frame = server::status(status);
+                    for (key, conn) in conns.iter_mut() {
+                        if let Phase::Ws(s) = &conn.phase
+                            && !s.echo
+                            && conn.closing.is_none()
+                        {
+                            conn.outbox.push_control(frame.clone());
+                            if !conn.dirty {
+                                conn.dirty = true;
+                                ctx.dirty.push(key);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    pub(super) fn fire_timers(&mut self) {
+        let mut fired = Vec::new();
+        self.ctx.timers.advance(self.ctx.now, &mut fired);
+        let hb = Duration::from_millis(self.ctx.shared.cfg.server.heartbeat_ms);
+        let slow = Duration::from_secs(self.ctx.shared.cfg.limits.slow_consumer_close_s);
+        for (key, generation) in fired {
+            let Shard { conns, ctx, .. } = self;
+            let Some(conn) = conns.get_mut(key) else {
+                continue;
+            };
+            if conn.timer.map(|t| t.1) != Some(generation) || conn.dead {
+                continue;
+            }
+            conn.timer = None;
+            let now = ctx.now;
+            let m = &ctx.shared.metrics.shards[ctx.id];
+            if let Some(deadline) = conn.closing {
+                if now >= deadline {
+                    kill(ctx, key, conn);
+                }
+            } else {
+                match &mut conn.phase {
+                    Phase::Http { deadline, .. } => {
+                        if now >= *deadline {
+                            m.reject("timeout");
+                            tracing::warn!(remote = %conn.remote, "upgrade not completed in time; closing");
+                            kill(ctx, key, conn);
+                        }
+                    }
+                    Phase::Ws(s) => {
+                        if now.saturating_duration_since(conn.last_read) >= hb.mul_f32(1.5) {
+                            m.closed_heartbeat.inc();
+                            tracing::info!(connection_id = %s.id, "peer silent past 1.5x heartbeat; closing");
+                            conn.close(1001, "heartbeat timeout", now);
+                        } else if s
+                            .overflow_since
+                            .is_some_and(|o| now.saturating_duration_since(o) >= slow)
+                        {
+                            m.closed_slow_consumer.inc();
+                            tracing::info!(connection_id = %s.id, "slow consumer; closing with 4000");
+                            let before = conn.outbox.bytes() as i64;
+                            conn.outbox.clear_events(|_| m.dropped_slow_consumer.inc());
+                            ctx.outbox_bytes += conn.outbox.bytes() as i64 - before;
+                            conn.close(4000, "slow consumer", now);
+                        } else if now >= s.next_ping {
+                            conn.outbox
+                                .push_control(bytes::Bytes::from_static(b"\x89\x00"));
+                            s.next_ping = now + hb;
+                        }
+                    }
+                }
+            }
+            if !conn.dead && (!conn.outbox.is_empty() || conn.shut_after_flush) {
+                self.mark_dirty(key);
+            }
+            self.rearm(key);
+        }
+    }
+
+    pub(super) fn flush_dirty(&mut self) {
+        let mut dirty = std::mem::take(&mut self.ctx.dirty);
+        let shared = self.ctx.shared.clone();
+        let m = &shared.metrics.shards[self.ctx.id];
+        for key in dirty.drain(..) {
+            let Shard { conns, ctx, .. } = self;
+            let Some(conn) = conns.get_mut(key) else {
+                continue;
+            };
+            conn.dirty = false;
+            if conn.dead {
+                continue;
+            }
+            let mut overflowing = false;
+            if let Phase::Ws(s) = &mut conn.phase {
+                for f in session::gap_frames(&mut s.pending_gaps) {
+                    m.gaps_sent.inc();
+                    ctx.outbox_bytes += f.len() as i64;
+                    conn.outbox.push_control_front(f);
+                }
+                overflowing = s.overflow_since.is_some();
+            }
+            let mut all_written = conn.outbox.is_empty();
+            if !conn.outbox.is_empty() {
+                m.writev_calls.inc();
+                match conn.outbox.flush(&conn.stream, &mut ctx.iov) {
+                    Ok((n, done)) => {
+                        m.bytes_written.add(n as u64);
+                        ctx.outbox_bytes -= n as i64;
+                        all_written = done == Flushed::All;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(_) => {
+                        kill(ctx, key, conn);
+                        continue;
+                    }
+                }
+            }
+            if all_written {
+                if let Phase::Ws(s) = &mut conn.phase {
+                    s.overflow_since = None;
+                }
+                if conn.shut_after_flush {
+                    conn.shut_after_flush = false;
+                    let _ = conn.stream.shutdown(std::net::Shutdown::Write);
+                }
+            }
+            if overflowing {
+                self.rearm(key);
+            }
+        }
+        self.ctx.dirty = dirty;
+        let now = std::time::Instant::now();
+        for t in self.ctx.turn_events.drain(..) {
+            m.ingest_to_write.record(now.saturating_duration_since(t));
+        }
+    }
+
+    pub(super) fn remove_dead(&mut self) {
+        let dead = std::mem::take(&mut self.ctx.dead);
+        for key in dead {
+            let Some(mut conn) = self.conns.try_remove(key) else {
+                continue;
+            };
+            let ctx = &mut self.ctx;
+            session::drop_subscriptions(ctx, key, &mut conn);
+            ctx.outbox_bytes -= conn.outbox.bytes() as i64;
+            if let Phase::Ws(s) = &conn.phase {
+                ctx.shared.ws_conns.fetch_sub(1, Ordering::Relaxed);
+                ctx.metrics().connections.add(-1);
+                tracing::info!(connection_id = %s.id, remote = %conn.remote, sent = s.sent, dropped = s.dropped, "disconnected");
+            }
+            let _ = self.poll.registry().deregister(&mut conn.stream);
+        }
+    }
+
+    pub(super) fn publish_tallies(&mut self) {
+        let m = &self.ctx.shared.metrics.shards[self.ctx.id];
+        m.deliveries.add(std::mem::take(&mut self.ctx.deliveries));
+        m.outbox_bytes
+            .add(std::mem::take(&mut self.ctx.outbox_bytes));
+    }
+}
+
+/// Bytes read from a connection that is not closing.
+fn on_bytes(ctx: &mut Ctx, key: usize, conn: &mut Conn, chunk: &[u8]) {
+    if let Phase::Http { head, .. } = &mut conn.phase {
+        head.extend_from_slice(chunk);
+        let outcome = handshake::on_head(&ctx.shared, ctx.metrics(), head);
+        match outcome {
+            Outcome::NeedMore => return,
+            Outcome::Respond(r) => {
+                conn.outbox.push_control(r.into());
+                conn.close(0, "", ctx.now);
+                return;
+            }
+            Outcome::Upgrade {
+                response,
+                echo,
+                leftover,
+            } => {
+                conn.outbox.push_control(response.into());
+                let s = new_session(ctx, echo);
+                if !echo {
+                    let l = &ctx.shared.cfg.limits;
+                    let limits = serde_json::json!({
+                        "max_subscriptions": l.max_subscriptions, "max_inbound_bytes": l.max_inbound_bytes,
+                        "inbound_msgs_per_s": l.inbound_msgs_per_s, "inbound_burst": l.inbound_burst,
+                        "outbox_frames": l.outbox_frames, "outbox_bytes": l.outbox_bytes,
+                    });
+                    conn.outbox.push_control(server::welcome(
+                        &s.id,
+                        ctx.shared.cfg.server.heartbeat_ms,
+                        limits,
+                    ));
+                }
+                tracing::info!(connection_id = %s.id, remote = %conn.remote, "connected");
+                conn.phase = Phase::Ws(Box::new(s));
+                ctx.shared.ws_conns.fetch_add(1, Ordering::Relaxed);
+                ctx.metrics().connections.add(1);
+                ctx.metrics().connections_total_ws.inc();
+                if leftover.is_empty() {
+                    return;
+                }
+                return ws_bytes(ctx, key, conn, &leftover);
+            }
+        }
+    }
+    ws_bytes(ctx, key, conn, chunk)
+}
+
+fn new_session(ctx: &mut Ctx, echo: bool) -> Session {
+    ctx.conn_seq += 1;
+    let started = ctx.shared.started.elapsed().as_nanos() as u64 ^ 0x5bd1_e995;
+    Session {
+        id: format!("{:x}-{}-{}", started & 0xffff_ffff, ctx.id, ctx.conn_seq).into(),
+        echo,
+        decoder: Decoder::new(ctx.shared.cfg.limits.max_inbound_bytes),
+        rbuf: BytesMut::new(),
+        subs: Vec::new(),
+        has_watermarks: false,
+        close_sent: false,
+        next_ping: ctx.now + Duration::from_millis(ctx.shared.cfg.server.heartbeat_ms),
+        overflow_since: None,
+        pending_gaps: Vec::new(),
+        forced_filter: None,
+        sent: 0,
+        dropped: 0,
+        connected_at: ctx.now,
+    }
+}
+
+/// WebSocket bytes: decode every complete message and act on it.
+fn ws_bytes(ctx: &mut Ctx, key: usize, conn: &mut Conn, chunk: &[u8]) {
+    let Phase::Ws(s) = &mut conn.phase else {
+        return;
+    };
+    s.rbuf.extend_from_slice(chunk);
+    loop {
+        let Phase::Ws(s) = &mut conn.phase else {
+            return;
+        };
+        let msg = match s.decoder.decode(&mut s.rbuf) {
+            Ok(Some(m)) => m,
+            Ok(None) => break,
+            Err(e) => {
+                let code = e.close_code();
+                let m = ctx.metrics();
+                if code == 1009 {
+                    m.closed_too_big.inc()
+                } else {
+                    m.closed_protocol.inc()
+                }
+                tracing::info!(connection_id = %s.id, "closing on protocol error {e:?} ({code})");
+                conn.close(code, "", ctx.now);
+                return;
+            }
+        };
+        if !session::on_message(ctx, key, conn, msg) {
+            return;
+        }
+    }
+    if let Phase::Ws(s) = &mut conn.phase
+        && s.rbuf.is_empty()
+        && s.rbuf.capacity() > 0
+    {
+        s.rbuf = BytesMut::new(); // idle connections hold no read buffer
+    }
+}

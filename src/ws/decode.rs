@@ -1,0 +1,372 @@
+//! Client frame decoding (RFC 6455 §5): masked frames in, whole messages out. Sans-I/O.
+//!
+//! Owns: header parsing, the protocol rules a server must enforce on client frames, payload
+//! unmasking, fragment reassembly, UTF-8 validation of text and close reasons, the message size
+//! limit. Does not own: replying (pong, close echo) or closing — the caller does that, guided by
+//! [`DecodeError::close_code`].
+//!
+//! Invariants:
+//! - A frame header is checked as soon as its first two bytes arrive and consumed from `buf`
+//!   once complete; its payload stays at the front of `buf` until the whole payload is there, and
+//!   the prefix that has arrived is unmasked **in place** (and, for text, UTF-8 validated) as it
+//!   arrives: `head.done` bytes at the front of `buf` are already unmasked. The caller must
+//!   therefore pass the same `buf` on every call and only append to it.
+//! - A data frame whose declared length, or whose length added to the fragments already held,
+//!   exceeds `max_message_bytes` is rejected from its header, before any payload is buffered.
+//!   Held memory is thus bounded by `max_message_bytes` (+ a 125-byte control frame).
+//! - A complete single-frame message is handed out zero-copy (`split_to` + `freeze`); only
+//!   fragmented messages are copied into the decoder's own buffer.
+//! - After an error the decoder is poisoned: every later call returns the same error.
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use super::encode::OpCode;
+use super::mask::apply_mask;
+use super::utf8::Utf8Validator;
+
+/// A complete message from the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// A text message; the bytes are valid UTF-8.
+    Text(Bytes),
+    /// A binary message.
+    Binary(Bytes),
+    /// A ping (≤ 125 bytes): the caller answers with a pong carrying the same payload.
+    Ping(Bytes),
+    /// A pong (≤ 125 bytes), e.g. the answer to our heartbeat.
+    Pong(Bytes),
+    /// A close frame; `None` when it carried no payload. The caller echoes a close (the same
+    /// code, or 1000 for `None`) unless it initiated the close, then closes the socket.
+    Close(Option<CloseFrame>),
+}
+
+/// Payload of a non-empty close frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloseFrame {
+    /// A code valid on the wire: 1000-1003, 1007-1011, 3000-4999.
+    pub code: u16,
+    /// The reason; valid UTF-8 (possibly empty).
+    pub reason: Bytes,
+}
+
+/// A protocol violation by the client. For every variant the caller sends a close frame with
+/// [`DecodeError::close_code`], stops reading messages, and closes the socket once the client
+/// answers the close (or after a short timeout). `Copy`; never allocates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// A client frame without the mask bit (§5.1). Close 1002.
+    #[error("client frame is not masked")]
+    UnmaskedFrame,
+    /// RSV1-3 set while no extension was negotiated (§5.2). Close 1002.
+    #[error("reserved bits set without an extension")]
+    ReservedBits,
+    /// Opcode 0x3-0x7 or 0xB-0xF (§5.2). Close 1002.
+    #[error("reserved opcode")]
+    ReservedOpcode,
+    /// Control frame with a payload over 125 bytes (§5.5). Close 1002.
+    #[error("control frame payload over 125 bytes")]
+    ControlTooLong,
+    /// Control frame without FIN (§5.5). Close 1002.
+    #[error("fragmented control frame")]
+    FragmentedControl,
+    /// Continuation frame with no fragmented message in progress (§5.4). Close 1002.
+    #[error("continuation frame without a message in progress")]
+    UnexpectedContinuation,
+    /// New text/binary frame while a fragmented message is in progress (§5.4). Close 1002.
+    #[error("new data frame while a fragmented message is in progress")]
+    ExpectedContinuation,
+    /// Text message or close reason that is not UTF-8 (§8.1). Close 1007.
+    #[error("invalid UTF-8 in a text message or close reason")]
+    InvalidUtf8,
+    /// Close code not allowed on the wire (§7.4): < 1000, 1004-1006, 1012-2999 outside the
+    /// registered 1012-1014, 1015, ≥ 5000. Close 1002.
+    #[error("invalid close code")]
+    InvalidCloseCode,
+    /// Close payload of exactly one byte (§5.5.1). Close 1002.
+    #[error("close payload of one byte")]
+    BadClosePayload,
+    /// Message (declared frame length, or fragments summed) over `max_message_bytes`. Close 1009.
+    #[error("message too big")]
+    TooBig,
+}
+
+impl DecodeError {
+    /// The close code to send the client: 1002 protocol error, 1007 invalid data, 1009 too big.
+    pub fn close_code(self) -> u16 {
+        match self {
+            DecodeError::InvalidUtf8 => 1007,
+            DecodeError::TooBig => 1009,
+            _ => 1002,
+        }
+    }
+}
+
+/// Header of the frame whose payload is being received.
+#[derive(Debug, Clone, Copy)]
+struct Head {
+    fin: bool,
+    op: OpCode,
+    key: [u8; 4],
+    /// Payload length (≤ `max_message_bytes`, or ≤ 125 for control frames).
+    len: usize,
+    /// Payload bytes at the front of `buf` already unmasked (and validated if text).
+    done: usize,
+}
+
+/// A fragmented message being reassembled.
+#[derive(Debug)]
+struct Partial {
+    text: bool,
+    data: BytesMut,
+}
+
+/// Per-connection decoder. Allocates nothing until a fragmented message arrives.
+/// May only be used from one thread at a time (it is `Send`, not shared).
+#[derive(Debug)]
+pub struct Decoder {
+    max: usize,
+    head: Option<Head>,
+    partial: Option<Partial>,
+    /// Validates the text message in progress (single frame or fragments).
+    utf8: Utf8Validator,
+    failed: Option<DecodeError>,
+}
+
+impl Decoder {
+    /// A decoder accepting messages up to `max_message_bytes` of payload.
+    pub fn new(max_message_bytes: usize) -> Decoder {
+        Decoder {
+            max: max_message_bytes,
+            head: None,
+            partial: None,
+            utf8: Utf8Validator::new(),
+            failed: None,
+        }
+    }
+
+    /// Decodes the next complete message from the front of `buf`, removing the bytes it
+    /// consumed. `Ok(None)`: need more bytes (everything consumed so far is kept in the decoder
+    /// or `buf`). Cost: O(new bytes) per call; a payload is unmasked and validated only once.
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Message>, DecodeError> {
+        if let Some(e) = self.failed {
+            return Err(e);
+        }
+        let r = self.decode_inner(buf);
+        if let Err(e) = r {
+            self.failed = Some(e);
+            self.partial = None;
+        }
+        r
+    }
+
+    /// Bytes held by the decoder itself (fragments of the message in progress).
+    pub fn buffered(&self) -> usize {
+        self.partial.as_ref().map_or(0, |p| p.data.len())
+    }
+
+    fn decode_inner(&mut self, buf: &mut BytesMut) -> Result<Option<Message>, DecodeError> {
+        loop {
+            let head = match self.head {
+                Some(h) => h,
+                None => match self.parse_head(buf)? {
+                    Some(h) => {
+                        self.head = Some(h);
+                        h
+                    }
+                    None => return Ok(None),
+                },
+            };
+            let head = self.advance_payload(head, buf)?;
+            if head.done < head.len {
+                self.head = Some(head);
+                return Ok(None);
+            }
+            self.head = None;
+            let payload = buf.split_to(head.len);
+            if let Some(msg) = self.finish_frame(head, payload)? {
+                return Ok(Some(msg));
+            }
+        }
+    }
+
+    /// Parses and checks a frame header at the front of `buf`; consumes it once complete.
+    fn parse_head(&mut self, buf: &mut BytesMut) -> Result<Option<Head>, DecodeError> {
+        if buf.len() < 2 {
+            return Ok(None);
+        }
+        let (b0, b1) = (buf[0], buf[1]);
+        let fin = b0 & 0x80 != 0;
+        if b0 & 0x70 != 0 {
+            return Err(DecodeError::ReservedBits);
+        }
+        let op = OpCode::from_u8(b0 & 0x0F).ok_or(DecodeError::ReservedOpcode)?;
+        if b1 & 0x80 == 0 {
+            return Err(DecodeError::UnmaskedFrame);
+        }
+        let len7 = b1 & 0x7F;
+        if op.is_control() {
+            if !fin {
+                return Err(DecodeError::FragmentedControl);
+            }
+            if len7 > 125 {
+                return Err(DecodeError::ControlTooLong);
+            }
+        } else if op == OpCode::Continuation {
+            if self.partial.is_none() {
+                return Err(DecodeError::UnexpectedContinuation);
+            }
+        } else if self.partial.is_some() {
+            return Err(DecodeError::ExpectedContinuation);
+        }
+        let ext = match len7 {
+            126 => 2,
+            127 => 8,
+            _ => 0,
+        };
+        if buf.len() < 2 + ext + 4 {
+            // Fail fast on a too-big length even before the mask key arrives.
+            if buf.len() >= 2 + ext {
+                self.check_size(read_len(len7, &buf[2..2 + ext]))?;
+            }
+            return Ok(None);
+        }
+        let declared = read_len(len7, &buf[2..2 + ext]);
+        let len = if op.is_control() {
+            declared as usize
+        } else {
+            self.check_size(declared)?
+        };
+        let key = [buf[2 + ext], buf[3 + ext], buf[4 + ext], buf[5 + ext]];
+        buf.advance(2 + ext + 4);
+        if op == OpCode::Text {
+            self.utf8.reset();
+        }
+        Ok(Some(Head {
+            fin,
+            op,
+            key,
+            len,
+            done: 0,
+        }))
+    }
+
+    /// Checks a data frame's declared length against the limit, counting held fragments.
+    fn check_size(&self, declared: u64) -> Result<usize, DecodeError> {
+        let held = self.buffered() as u64;
+        match declared.checked_add(held) {
+            Some(total) if total <= self.max as u64 => Ok(declared as usize),
+            _ => Err(DecodeError::TooBig),
+        }
+    }
+
+    /// Unmasks (and validates, for text) the payload bytes that arrived since the last call.
+    fn advance_payload(&mut self, mut head: Head, buf: &mut BytesMut) -> Result<Head, DecodeError> {
+        let avail = buf.len().min(head.len);
+        if avail > head.done {
+            let fresh = &mut buf[head.done..avail];
+            apply_mask(fresh, head.key, head.done);
+            if self.is_text(head.op) {
+                self.utf8
+                    .feed(fresh)
+                    .map_err(|_| DecodeError::InvalidUtf8)?;
+            }
+            head.done = avail;
+        }
+        Ok(head)
+    }
+
+    /// Text frame, or continuation of a text message.
+    fn is_text(&self, op: OpCode) -> bool {
+        match op {
+            OpCode::Text => true,
+            OpCode::Continuation => self.partial.as_ref().is_some_and(|p| p.text),
+            _ => false,
+        }
+    }
+
+    /// Turns a complete, unmasked frame into a message, or folds it into a fragmented one.
+    fn finish_frame(
+        &mut self,
+        head: Head,
+        payload: BytesMut,
+    ) -> Result<Option<Message>, DecodeError> {
+        let text_done = |v: &Utf8Validator| {
+            if v.is_complete() {
+                Ok(())
+            } else {
+                Err(DecodeError::InvalidUtf8)
+            }
+        };
+        match head.op {
+            OpCode::Ping => Ok(Some(Message::Ping(payload.freeze()))),
+            OpCode::Pong => Ok(Some(Message::Pong(payload.freeze()))),
+            OpCode::Close => parse_close(payload.freeze()).map(|c| Some(Message::Close(c))),
+            OpCode::Text | OpCode::Binary if head.fin => {
+                if head.op == OpCode::Text {
+                    text_done(&self.utf8)?;
+                    Ok(Some(Message::Text(payload.freeze())))
+                } else {
+                    Ok(Some(Message::Binary(payload.freeze())))
+                }
+            }
+            OpCode::Text | OpCode::Binary => {
+                self.partial = Some(Partial {
+                    text: head.op == OpCode::Text,
+                    data: payload,
+                });
+                Ok(None)
+            }
+            OpCode::Continuation => {
+                let p = self
+                    .partial
+                    .as_mut()
+                    .ok_or(DecodeError::UnexpectedContinuation)?;
+                p.data.extend_from_slice(&payload);
+                if !head.fin {
+                    return Ok(None);
+                }
+                let p = self.partial.take().expect("checked above");
+                if p.text {
+                    text_done(&self.utf8)?;
+                    Ok(Some(Message::Text(p.data.freeze())))
+                } else {
+                    Ok(Some(Message::Binary(p.data.freeze())))
+                }
+            }
+        }
+    }
+}
+
+/// Extended payload length (§5.2): `len7` itself, or the 16/64-bit big-endian field.
+fn read_len(len7: u8, ext: &[u8]) -> u64 {
+    match ext.len() {
+        2 => u16::from_be_bytes([ext[0], ext[1]]) as u64,
+        8 => u64::from_be_bytes(ext.try_into().expect("8 bytes")),
+        _ => len7 as u64,
+    }
+}
+
+/// Validates a close payload (§5.5.1, §7.4): empty, or a valid code + UTF-8 reason.
+fn parse_close(mut p: Bytes) -> Result<Option<CloseFrame>, DecodeError> {
+    match p.len() {
+        0 => Ok(None),
+        1 => Err(DecodeError::BadClosePayload),
+        _ => {
+            let code = p.get_u16();
+            if !close_code_is_valid(code) {
+                return Err(DecodeError::InvalidCloseCode);
+            }
+            std::str::from_utf8(&p).map_err(|_| DecodeError::InvalidUtf8)?;
+            Ok(Some(CloseFrame { code, reason: p }))
+        }
+    }
+}
+
+/// Codes a peer may send (§7.4.1 + IANA registry): 1000-1003, 1007-1014, 3000-4999.
+pub fn close_code_is_valid(code: u16) -> bool {
+    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
+}
+
+#[cfg(test)]
+#[path = "decode_tests.rs"]
+mod tests;

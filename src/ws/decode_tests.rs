@@ -1,0 +1,347 @@
+//! Unit tests for `decode.rs`, one per protocol rule, named after the behaviour.
+
+use bytes::{Bytes, BytesMut};
+
+use super::*;
+use crate::ws::encode::masked_frame;
+
+const KEY: [u8; 4] = [0x12, 0x34, 0x56, 0x78];
+const MAX: usize = 1 << 16;
+
+fn frame(fin: bool, op: OpCode, payload: &[u8]) -> Vec<u8> {
+    masked_frame(fin, op, payload, KEY)
+}
+
+/// Decodes everything in `bytes` fed at once; returns the messages and the final error.
+fn decode_all(bytes: &[u8]) -> (Vec<Message>, Option<DecodeError>) {
+    decode_chunked(bytes, bytes.len().max(1), MAX)
+}
+
+fn decode_chunked(bytes: &[u8], chunk: usize, max: usize) -> (Vec<Message>, Option<DecodeError>) {
+    let mut d = Decoder::new(max);
+    let mut buf = BytesMut::new();
+    let mut out = Vec::new();
+    for piece in bytes.chunks(chunk) {
+        buf.extend_from_slice(piece);
+        loop {
+            match d.decode(&mut buf) {
+                Ok(Some(m)) => out.push(m),
+                Ok(None) => break,
+                Err(e) => return (out, Some(e)),
+            }
+        }
+    }
+    (out, None)
+}
+
+#[track_caller]
+fn assert_error(bytes: &[u8], want: DecodeError) {
+    assert_eq!(decode_all(bytes).1, Some(want));
+}
+
+fn text(s: &str) -> Message {
+    Message::Text(Bytes::copy_from_slice(s.as_bytes()))
+}
+
+#[test]
+fn masked_text_frame_decodes_to_text() {
+    let (msgs, err) = decode_all(&frame(true, OpCode::Text, b"Hello"));
+    assert_eq!((msgs, err), (vec![text("Hello")], None));
+}
+
+#[test]
+fn rfc_masked_hello_example_decodes() {
+    let wire = [
+        0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+    ];
+    assert_eq!(decode_all(&wire), (vec![text("Hello")], None));
+}
+
+#[test]
+fn every_byte_split_yields_the_same_messages() {
+    let mut wire = frame(false, OpCode::Text, "héllo ".as_bytes());
+    wire.extend(frame(true, OpCode::Ping, b"p"));
+    wire.extend(frame(true, OpCode::Continuation, "wörld".as_bytes()));
+    wire.extend(frame(true, OpCode::Binary, &[0u8; 300]));
+    wire.extend(frame(true, OpCode::Binary, &vec![7u8; 70_000][..MAX - 1]));
+    let want = decode_all(&wire);
+    assert_eq!(want.1, None);
+    assert_eq!(want.0.len(), 4);
+    for chunk in [1, 2, 3, 5, 7, 13, 64, 4096] {
+        assert_eq!(decode_chunked(&wire, chunk, MAX), want, "chunk {chunk}");
+    }
+}
+
+#[test]
+fn partial_frame_returns_none_and_keeps_bytes() {
+    let wire = frame(true, OpCode::Binary, b"abcdef");
+    let mut d = Decoder::new(MAX);
+    let mut buf = BytesMut::from(&wire[..wire.len() - 1]);
+    assert_eq!(d.decode(&mut buf), Ok(None));
+    buf.extend_from_slice(&wire[wire.len() - 1..]);
+    assert_eq!(
+        d.decode(&mut buf),
+        Ok(Some(Message::Binary(Bytes::from_static(b"abcdef"))))
+    );
+    assert!(buf.is_empty());
+}
+
+#[test]
+fn decoder_allocates_nothing_for_single_frames() {
+    let mut d = Decoder::new(MAX);
+    let mut buf = BytesMut::from(&frame(true, OpCode::Text, b"x")[..]);
+    d.decode(&mut buf).unwrap();
+    assert_eq!(d.buffered(), 0);
+}
+
+#[test]
+fn unmasked_frame_is_rejected() {
+    assert_error(&[0x81, 0x01, b'a'], DecodeError::UnmaskedFrame);
+}
+
+#[test]
+fn reserved_bits_are_rejected() {
+    for rsv in [0x40, 0x20, 0x10] {
+        let mut f = frame(true, OpCode::Text, b"a");
+        f[0] |= rsv;
+        assert_error(&f, DecodeError::ReservedBits);
+    }
+}
+
+#[test]
+fn reserved_opcodes_are_rejected() {
+    for op in [3u8, 4, 5, 6, 7, 0xB, 0xC, 0xD, 0xE, 0xF] {
+        assert_error(&[0x80 | op, 0x80, 1, 2, 3, 4], DecodeError::ReservedOpcode);
+    }
+}
+
+#[test]
+fn control_frame_over_125_bytes_is_rejected() {
+    assert_error(
+        &frame(true, OpCode::Ping, &[0; 126]),
+        DecodeError::ControlTooLong,
+    );
+}
+
+#[test]
+fn control_frame_of_125_bytes_is_accepted() {
+    let (msgs, err) = decode_all(&frame(true, OpCode::Ping, &[9; 125]));
+    assert_eq!(err, None);
+    assert_eq!(msgs, vec![Message::Ping(Bytes::from(vec![9; 125]))]);
+}
+
+#[test]
+fn fragmented_control_frame_is_rejected() {
+    assert_error(
+        &frame(false, OpCode::Ping, b"x"),
+        DecodeError::FragmentedControl,
+    );
+}
+
+#[test]
+fn continuation_without_message_is_rejected() {
+    assert_error(
+        &frame(true, OpCode::Continuation, b"x"),
+        DecodeError::UnexpectedContinuation,
+    );
+}
+
+#[test]
+fn new_data_frame_inside_fragmented_message_is_rejected() {
+    let mut wire = frame(false, OpCode::Text, b"a");
+    wire.extend(frame(true, OpCode::Text, b"b"));
+    assert_error(&wire, DecodeError::ExpectedContinuation);
+}
+
+#[test]
+fn fragments_are_reassembled() {
+    let mut wire = frame(false, OpCode::Binary, b"ab");
+    wire.extend(frame(false, OpCode::Continuation, b""));
+    wire.extend(frame(true, OpCode::Continuation, b"cd"));
+    let (msgs, err) = decode_all(&wire);
+    assert_eq!(err, None);
+    assert_eq!(msgs, vec![Message::Binary(Bytes::from_static(b"abcd"))]);
+}
+
+#[test]
+fn control_frames_interleave_with_fragments() {
+    let mut wire = frame(false, OpCode::Text, b"fr");
+    wire.extend(frame(true, OpCode::Ping, b"p1"));
+    wire.extend(frame(false, OpCode::Continuation, b"ag"));
+    wire.extend(frame(true, OpCode::Pong, b"p2"));
+    wire.extend(frame(true, OpCode::Continuation, b"ment"));
+    let (msgs, err) = decode_all(&wire);
+    assert_eq!(err, None);
+    assert_eq!(
+        msgs,
+        vec![
+            Message::Ping(Bytes::from_static(b"p1")),
+            Message::Pong(Bytes::from_static(b"p2")),
+            text("fragment"),
+        ]
+    );
+}
+
+#[test]
+fn invalid_utf8_text_is_rejected() {
+    assert_error(
+        &frame(true, OpCode::Text, &[0xce, 0xba, 0xff]),
+        DecodeError::InvalidUtf8,
+    );
+}
+
+#[test]
+fn text_ending_inside_a_character_is_rejected() {
+    assert_error(
+        &frame(true, OpCode::Text, &[b'a', 0xe2, 0x82]),
+        DecodeError::InvalidUtf8,
+    );
+}
+
+#[test]
+fn utf8_character_split_across_fragments_is_accepted() {
+    let euro = "€".as_bytes();
+    let mut wire = frame(false, OpCode::Text, &euro[..1]);
+    wire.extend(frame(false, OpCode::Continuation, &euro[1..2]));
+    wire.extend(frame(true, OpCode::Continuation, &euro[2..]));
+    assert_eq!(decode_all(&wire), (vec![text("€")], None));
+}
+
+#[test]
+fn invalid_utf8_fails_fast_before_the_message_ends() {
+    // First fragment is already invalid: error without waiting for the final fragment.
+    let wire = frame(false, OpCode::Text, &[b'a', 0xc0, 0xaf]);
+    assert_error(&wire, DecodeError::InvalidUtf8);
+}
+
+#[test]
+fn invalid_utf8_fails_fast_inside_a_partial_frame() {
+    // Only the first 8 payload bytes of a 1000-byte frame have arrived.
+    let mut payload = vec![b'a'; 1000];
+    payload[4] = 0xff;
+    let wire = frame(true, OpCode::Text, &payload);
+    let mut d = Decoder::new(MAX);
+    let mut buf = BytesMut::from(&wire[..8 + 8]);
+    assert_eq!(d.decode(&mut buf), Err(DecodeError::InvalidUtf8));
+}
+
+#[test]
+fn binary_is_not_utf8_validated() {
+    let (msgs, err) = decode_all(&frame(true, OpCode::Binary, &[0xff, 0xfe]));
+    assert_eq!(err, None);
+    assert_eq!(
+        msgs,
+        vec![Message::Binary(Bytes::from_static(&[0xff, 0xfe]))]
+    );
+}
+
+#[test]
+fn empty_close_is_accepted() {
+    assert_eq!(
+        decode_all(&frame(true, OpCode::Close, b"")),
+        (vec![Message::Close(None)], None)
+    );
+}
+
+#[test]
+fn close_with_code_and_reason_is_decoded() {
+    let mut p = 1000u16.to_be_bytes().to_vec();
+    p.extend_from_slice("bye ✓".as_bytes());
+    let (msgs, err) = decode_all(&frame(true, OpCode::Close, &p));
+    assert_eq!(err, None);
+    assert_eq!(
+        msgs,
+        vec![Message::Close(Some(CloseFrame {
+            code: 1000,
+            reason: Bytes::copy_from_slice("bye ✓".as_bytes())
+        }))]
+    );
+}
+
+#[test]
+fn one_byte_close_payload_is_rejected() {
+    assert_error(
+        &frame(true, OpCode::Close, &[3]),
+        DecodeError::BadClosePayload,
+    );
+}
+
+#[test]
+fn close_codes_follow_rfc_registry() {
+    for ok in [
+        1000u16, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 3999, 4000, 4999,
+    ] {
+        let (msgs, err) = decode_all(&frame(true, OpCode::Close, &ok.to_be_bytes()));
+        assert_eq!(err, None, "code {ok}");
+        assert_eq!(msgs.len(), 1);
+    }
+    for bad in [
+        0u16, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535,
+    ] {
+        assert_error(
+            &frame(true, OpCode::Close, &bad.to_be_bytes()),
+            DecodeError::InvalidCloseCode,
+        );
+    }
+}
+
+#[test]
+fn close_reason_with_invalid_utf8_is_rejected() {
+    assert_error(
+        &frame(true, OpCode::Close, &[0x03, 0xe8, 0xff]),
+        DecodeError::InvalidUtf8,
+    );
+}
+
+#[test]
+fn declared_length_over_limit_is_too_big_before_payload_arrives() {
+    let wire = frame(true, OpCode::Binary, &[0; 200]);
+    let mut d = Decoder::new(100);
+    let mut buf = BytesMut::from(&wire[..4]); // header only, no mask key yet
+    assert_eq!(d.decode(&mut buf), Err(DecodeError::TooBig));
+}
+
+#[test]
+fn length_2_pow_63_is_too_big() {
+    let mut wire = vec![0x82, 0xFF];
+    wire.extend_from_slice(&(1u64 << 63).to_be_bytes());
+    wire.extend_from_slice(&KEY);
+    assert_error(&wire, DecodeError::TooBig);
+    let mut wire = vec![0x82, 0xFF];
+    wire.extend_from_slice(&u64::MAX.to_be_bytes());
+    assert_error(&wire, DecodeError::TooBig);
+}
+
+#[test]
+fn fragments_summing_past_limit_are_too_big() {
+    let mut wire = frame(false, OpCode::Binary, &[0; 60]);
+    wire.extend(frame(false, OpCode::Continuation, &[0; 40]));
+    wire.extend(frame(true, OpCode::Continuation, &[0; 1]));
+    let (msgs, err) = decode_chunked(&wire, wire.len(), 100);
+    assert_eq!((msgs.len(), err), (0, Some(DecodeError::TooBig)));
+}
+
+#[test]
+fn message_exactly_at_limit_is_accepted() {
+    let mut wire = frame(false, OpCode::Binary, &[0; 60]);
+    wire.extend(frame(true, OpCode::Continuation, &[0; 40]));
+    let (msgs, err) = decode_chunked(&wire, 7, 100);
+    assert_eq!((msgs.len(), err), (1, None));
+}
+
+#[test]
+fn errors_are_sticky() {
+    let mut d = Decoder::new(MAX);
+    let mut buf = BytesMut::from(&[0x81u8, 0x01, b'a'][..]);
+    assert_eq!(d.decode(&mut buf), Err(DecodeError::UnmaskedFrame));
+    let mut buf = BytesMut::from(&frame(true, OpCode::Text, b"ok")[..]);
+    assert_eq!(d.decode(&mut buf), Err(DecodeError::UnmaskedFrame));
+}
+
+#[test]
+fn close_codes_map_to_rfc_codes() {
+    assert_eq!(DecodeError::InvalidUtf8.close_code(), 1007);
+    assert_eq!(DecodeError::TooBig.close_code(), 1009);
+    assert_eq!(DecodeError::UnmaskedFrame.close_code(), 1002);
+    assert_eq!(DecodeError::InvalidCloseCode.close_code(), 1002);
+}
