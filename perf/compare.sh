@@ -36,7 +36,8 @@ done
 STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
 OUT="$ROOT/perf/out/$STAMP"
 mkdir -p "$OUT"
-trap 'stop_server' EXIT INT TERM
+trap 'cleanup' EXIT
+trap 'cleanup; exit 130' INT TERM
 
 echo "== building (release)" >&2
 (cd "$ROOT" && nice cargo build --release --bin fanline-bench --bin fanline -j1) >&2 || exit 1
@@ -73,9 +74,10 @@ for sc in "${SCENARIOS[@]}"; do
                     continue
                 fi
                 r="${rate#-}"
-                run_bench "$f" "$srv" "$OUT/$tag-$srv.json" $r 2>"$OUT/$tag-$srv.bench.err" \
-                    | tee "$OUT/$tag-$srv.txt" >&2
-                rc=${PIPESTATUS[0]}
+                rc=0
+                run_bench "$f" "$srv" "$OUT/$tag-$srv.json" $r >"$OUT/$tag-$srv.txt" \
+                    2>"$OUT/$tag-$srv.bench.err" || rc=$?
+                cat "$OUT/$tag-$srv.txt" >&2
                 stop_server
                 if [ -f "$OUT/$tag-$srv.json" ]; then
                     files+=("$OUT/$tag-$srv.json")

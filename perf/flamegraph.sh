@@ -38,11 +38,15 @@ OUT="$ROOT/perf/out"
 mkdir -p "$OUT"
 DATA="$OUT/perf-$SC.data"
 SVG="$OUT/flamegraph-$SC.svg"
-trap 'stop_server; [ -n "${BENCH_PID:-}" ] && kill "$BENCH_PID" 2>/dev/null; true' EXIT INT TERM
+trap 'cleanup; [ -n "${BENCH_PID:-}" ] && kill "$BENCH_PID" 2>/dev/null; true' EXIT
+trap 'exit 130' INT TERM
 
 (cd "$ROOT" && nice cargo build --release --bin fanline-bench --bin fanline -j1) >&2
 start_server "$SERVER" "$OUT/flamegraph-$SC-$SERVER.log"
-run_bench "$F" "$SERVER" "$OUT/flamegraph-$SC-$SERVER.json" >"$OUT/flamegraph-$SC-bench.txt" 2>&1 &
+(
+    trap 'for p in "${BENCH_PIDS[@]}"; do kill "$p" 2>/dev/null; done; exit 143' TERM
+    run_bench "$F" "$SERVER" "$OUT/flamegraph-$SC-$SERVER.json"
+) >"$OUT/flamegraph-$SC-bench.txt" 2>&1 &
 BENCH_PID=$!
 # Start sampling once the clients are connected and publishing has begun.
 if [ -z "$DELAY" ]; then
@@ -61,7 +65,7 @@ perf script -i "$DATA" 2>/dev/null | inferno-collapse-perf >"$OUT/flamegraph-$SC
 inferno-flamegraph --title "$SERVER: $SC (cpu-clock, 999 Hz)" \
     <"$OUT/flamegraph-$SC.folded" >"$SVG"
 echo "wrote $SVG" >&2
-echo "top self time (leaf frames), samples:"
+echo "top self time (leaf frames): weight (cpu-clock ns), share"
 awk '{n=$NF; $NF=""; k=split($0, f, ";"); leaf=f[k]; gsub(/ +$/, "", leaf); s[leaf]+=n; t+=n}
      END {for (l in s) printf "%7d %5.1f%%  %s\n", s[l], 100*s[l]/t, l}' \
     "$OUT/flamegraph-$SC.folded" | sort -rn | head -25

@@ -7,6 +7,7 @@ PEERS="$ROOT/target/peers"
 WS_PORT="${FANLINE_BENCH_WS_PORT:-28080}"
 ADMIN_PORT="${FANLINE_BENCH_ADMIN_PORT:-29091}"
 SERVER_PID=""
+BENCH_PIDS=()
 # One process may hold at most 20,000 fds (hard limit); raise the soft limit to it.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
@@ -64,6 +65,14 @@ start_server() {
     sleep 0.5
 }
 
+# cleanup: kills the generators and the server this shell started (by pid). For traps.
+cleanup() {
+    local p
+    for p in "${BENCH_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+    BENCH_PIDS=()
+    stop_server
+}
+
 stop_server() {
     [ -n "$SERVER_PID" ] || return 0
     kill -TERM "$SERVER_PID" 2>/dev/null || true
@@ -88,7 +97,10 @@ run_bench() {
     local common=(--url "ws://127.0.0.1:$WS_PORT/v1/ws" --server-pid "$SERVER_PID" --label "$label" $args)
     if [ "$procs" -le 1 ]; then
         "$BENCH" "${common[@]}" --conns "$conns" \
-            --publish "http://127.0.0.1:$ADMIN_PORT/v1/publish" --json "$out" || rc=$?
+            --publish "http://127.0.0.1:$ADMIN_PORT/v1/publish" --json "$out" &
+        BENCH_PIDS=($!)
+        wait "${BENCH_PIDS[0]}" || rc=$?
+        BENCH_PIDS=()
         return $rc
     fi
     per=$((conns / procs))
@@ -102,9 +114,11 @@ run_bench() {
             --publish "$pub" --json "$out.$i" --quiet >"$out.$i.txt" 2>&1 &
         pids+=($!); parts+=("$out.$i")
     done
+    BENCH_PIDS=("${pids[@]}")
     for i in "${!pids[@]}"; do
         wait "${pids[$i]}" || { local r=$?; [ "$r" -gt "$rc" ] && rc=$r; }
     done
+    BENCH_PIDS=()
     for i in "${!parts[@]}"; do
         [ -f "${parts[$i]}" ] || { cat "${parts[$i]}.txt" >&2; return 1; }
     done

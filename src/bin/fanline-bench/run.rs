@@ -299,6 +299,10 @@ async fn run(args: RunArgs) -> anyhow::Result<RunResult> {
         pub_stop.store(true, Ordering::Relaxed);
     }
     let ps = join_publishers(pubs).await;
+    if matches!(target, PublishTarget::None) && !args.step_up {
+        // Another process publishes: the schedule, not a publisher thread, says when it ends.
+        sleep_until_unix(sched.due_ns(events) as f64 / 1e9).await;
+    }
     let end: Vec<u64> = if matches!(target, PublishTarget::None) {
         (0..sched.channels.len())
             .map(|c| sched.per_channel(c))
