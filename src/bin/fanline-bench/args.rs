@@ -76,7 +76,8 @@ pub struct RunArgs {
     /// Publishing time in seconds (at most 3600).
     #[arg(long, default_value_t = 10.0)]
     pub duration: f64,
-    /// Seconds to keep reading after the last publish.
+    /// After the last publish, stop once this many seconds pass with no delivery (or when
+    /// every expected event arrived).
     #[arg(long, default_value_t = 2.0)]
     pub drain: f64,
     /// Seconds to wait idle after all connections are up (RSS per idle connection is read then).

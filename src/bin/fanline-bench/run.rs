@@ -318,10 +318,21 @@ async fn run(args: RunArgs) -> anyhow::Result<RunResult> {
         .map(|i| end[(i % args.channels) as usize])
         .sum();
     *shared.end_seq.lock().expect("not poisoned") = end;
-    let drain_until = Instant::now() + Duration::from_secs_f64(args.drain);
-    while Instant::now() < drain_until
-        && (args.step_up || shared.deliveries.load(Ordering::Relaxed) < expected_live)
-    {
+    // Drain: stop when everything expected arrived, or after `--drain` seconds without any
+    // delivery (a lagging server keeps the run going while events still flow; the hard
+    // timeout bounds it).
+    let quiet = Duration::from_secs_f64(args.drain);
+    let (mut last_count, mut last_change) = (u64::MAX, Instant::now());
+    loop {
+        let d = shared.deliveries.load(Ordering::Relaxed);
+        if !args.step_up && d >= expected_live {
+            break;
+        }
+        if d != last_count {
+            (last_count, last_change) = (d, Instant::now());
+        } else if last_change.elapsed() >= quiet {
+            break;
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let cpu1 = server_cpu(pid);
