@@ -90,7 +90,7 @@ fn encode_envelope(p: &EventParts<'_>) -> Vec<u8> {
     // topic names are [a-zA-Z0-9._-] in Kafka; escape anyway for the direct publisher.
     let id = format!("{}/{}/{}", p.topic, p.partition, p.offset);
     let esc = serde_json::to_string(&id).unwrap_or_default();
-    out.extend_from_slice(esc[1..esc.len().saturating_sub(1)].as_bytes());
+    out.extend_from_slice(&esc.as_bytes()[1..esc.len().saturating_sub(1)]);
     let _ = write!(out, "\",\"ts\":{}", p.ts_ms);
     if let Some(t) = p.event_type {
         out.extend_from_slice(b",\"event_type\":");

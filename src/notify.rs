@@ -65,10 +65,10 @@ pub fn watchdog_interval() -> Option<Duration> {
 
 /// Pure part of [`watchdog_interval`], testable without touching the environment.
 fn watchdog_interval_from(usec: Option<&str>, pid: Option<&str>, me: u32) -> Option<Duration> {
-    if let Some(pid) = pid.filter(|p| !p.is_empty()) {
-        if pid.trim().parse::<u32>().ok()? != me {
-            return None;
-        }
+    if let Some(pid) = pid.filter(|p| !p.is_empty())
+        && pid.trim().parse::<u32>().ok()? != me
+    {
+        return None;
     }
     let usec: u64 = usec?.trim().parse().ok()?;
     (usec > 0).then(|| Duration::from_micros(usec))

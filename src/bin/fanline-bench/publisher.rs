@@ -170,7 +170,10 @@ pub fn spawn(
     Ok(handles)
 }
 
-/// Keep-alive HTTP/1.1 client for one publish connection (no pipelining).
+/// Keep-alive HTTP/1.1 client for one publish connection (no pipelining). The read timeout is
+/// long (30 s) on purpose: a request abandoned early may still be served after its successor
+/// on a new connection, which would reorder events; a slow server shows as send lag and
+/// latency instead.
 struct HttpSink {
     addr: SocketAddr,
     host: String,
@@ -201,8 +204,8 @@ impl HttpSink {
             let s = TcpStream::connect_timeout(&self.addr, Duration::from_secs(5))
                 .with_context(|| format!("connecting to {}", self.addr))?;
             s.set_nodelay(true)?;
-            s.set_read_timeout(Some(Duration::from_secs(5)))?;
-            s.set_write_timeout(Some(Duration::from_secs(5)))?;
+            s.set_read_timeout(Some(Duration::from_secs(30)))?;
+            s.set_write_timeout(Some(Duration::from_secs(30)))?;
             self.conn = Some(BufReader::new(s));
         }
         let conn = self.conn.as_mut().expect("connected above");

@@ -312,13 +312,16 @@ impl RunResult {
     }
 }
 
+/// Reads one figure out of a result (`None` when it was not measured).
+type Metric = Box<dyn Fn(&RunResult) -> Option<f64>>;
+
 /// Markdown table: baseline (first) against each peer, with ratios baseline/peer.
 pub fn compare_markdown(results: &[RunResult]) -> String {
     let fmt = |v: Option<f64>, d: usize| match v {
         Some(x) if x.is_finite() => format!("{x:.d$}"),
         _ => "n/a".into(),
     };
-    let metrics: Vec<(&str, Box<dyn Fn(&RunResult) -> Option<f64>>, usize)> = vec![
+    let metrics: Vec<(&str, Metric, usize)> = vec![
         ("deliveries/s", Box::new(|r| Some(r.deliveries_per_s())), 0),
         (
             "p50 ms",
@@ -336,6 +339,8 @@ pub fn compare_markdown(results: &[RunResult]) -> String {
             Box::new(|r| r.kib_per_idle_conn()),
             2,
         ),
+        ("connects/s", Box::new(|r| Some(r.connects_per_s())), 0),
+        ("generator CPU-s", Box::new(|r| Some(r.generator_cpu_s)), 2),
         (
             "lost+dup+reordered",
             Box::new(|r| Some((r.lost + r.duplicated + r.reordered) as f64)),
