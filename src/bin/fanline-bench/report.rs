@@ -46,6 +46,10 @@ pub struct RunResult {
     pub started_unix: f64,
     pub conns_target: u64,
     pub conns_connected: u64,
+    /// Connections open when the idle RSS and the connect rate were taken (all of them, or
+    /// the first step of `--step-up`); 0 in old files means `conns_connected`.
+    #[serde(default)]
+    pub idle_conns: u64,
     pub connect_failed: u64,
     pub connect_secs: f64,
     pub slow: u64,
@@ -118,9 +122,17 @@ impl RunResult {
         }
     }
 
+    fn idle_conns(&self) -> u64 {
+        if self.idle_conns > 0 {
+            self.idle_conns
+        } else {
+            self.conns_connected
+        }
+    }
+
     pub fn connects_per_s(&self) -> f64 {
         if self.connect_secs > 0.0 {
-            self.conns_connected as f64 / self.connect_secs
+            self.idle_conns() as f64 / self.connect_secs
         } else {
             0.0
         }
@@ -135,9 +147,8 @@ impl RunResult {
     /// Server RSS growth per idle connection, KiB.
     pub fn kib_per_idle_conn(&self) -> Option<f64> {
         let s = self.server.as_ref()?;
-        (self.conns_connected > 0).then(|| {
-            (s.rss_idle_kib as f64 - s.rss_before_kib as f64) / self.conns_connected as f64
-        })
+        (self.idle_conns() > 0)
+            .then(|| (s.rss_idle_kib as f64 - s.rss_before_kib as f64) / self.idle_conns() as f64)
     }
 
     pub fn quantile_ms(&self, h: &Histogram<u64>, q: f64) -> f64 {
@@ -164,6 +175,7 @@ impl RunResult {
             m.processes += p.processes;
             m.started_unix = m.started_unix.min(p.started_unix);
             m.conns_target += p.conns_target;
+            m.idle_conns = m.idle_conns() + p.idle_conns();
             m.conns_connected += p.conns_connected;
             m.connect_failed += p.connect_failed;
             m.connect_secs = m.connect_secs.max(p.connect_secs);

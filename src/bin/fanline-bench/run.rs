@@ -217,6 +217,7 @@ async fn run(args: RunArgs) -> anyhow::Result<RunResult> {
         sleep_until_unix(t - 0.3).await;
     }
     let rss_idle = server_rss(pid);
+    res.idle_conns = shared.connected.load(Ordering::Relaxed);
     if let Some(t) = args.start_at {
         sleep_until_unix(t).await;
     }
