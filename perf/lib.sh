@@ -49,12 +49,16 @@ start_server() {
         return 1
     }
     case "$name" in
-        fanline) cmd=("$FANLINE" --listen "127.0.0.1:$WS_PORT" --admin-listen "127.0.0.1:$ADMIN_PORT") ;;
+        # Anonymous access: the benchmark measures fan-out, not auth (FANLINE_AUTH_ANONYMOUS
+        # overrides the config's default of false). Set FANLINE_BENCH_TOKEN to test with JWTs.
+        fanline) cmd=(env "FANLINE_AUTH_ANONYMOUS=${FANLINE_AUTH_ANONYMOUS:-true}" "$FANLINE"
+                      --listen "127.0.0.1:$WS_PORT" --admin-listen "127.0.0.1:$ADMIN_PORT") ;;
         naive) cmd=("$PEERS/release/naive-peer" --listen "127.0.0.1:$WS_PORT" --admin-listen "127.0.0.1:$ADMIN_PORT") ;;
         uws) cmd=("$PEERS/uws-peer" --listen "127.0.0.1:$WS_PORT" --admin-listen "127.0.0.1:$ADMIN_PORT") ;;
         *) echo "unknown server $name" >&2; return 1 ;;
     esac
-    [ -x "${cmd[0]}" ] || { echo "$name: ${cmd[0]} not built" >&2; return 1; }
+    local bin="${cmd[0]}"; [ "$bin" = env ] && bin="${cmd[2]}"
+    [ -x "$bin" ] || { echo "$name: $bin not built" >&2; return 1; }
     "${cmd[@]}" >"$log" 2>&1 </dev/null &
     SERVER_PID=$!
     if ! wait_port "$WS_PORT" 20 || ! wait_port "$ADMIN_PORT" 5; then

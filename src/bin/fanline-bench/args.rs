@@ -55,6 +55,10 @@ pub struct RunArgs {
     /// `kafka:BROKERS:TOPIC` is reserved for producing straight to Kafka (see publisher.rs).
     #[arg(long, default_value = "http://127.0.0.1:9091/v1/publish")]
     pub publish: String,
+    /// Bearer token sent as `Authorization: Bearer …` on every WebSocket upgrade (fanline with
+    /// `auth.anonymous = false`).
+    #[arg(long, env = "FANLINE_BENCH_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// Number of WebSocket connections.
     #[arg(long, default_value_t = 100)]
     pub conns: u32,

@@ -19,6 +19,9 @@ use hdrhistogram::Histogram;
 use tokio::net::TcpSocket;
 use tokio::sync::{Semaphore, watch};
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::http::header::AUTHORIZATION;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::publisher::unix_ns;
@@ -90,6 +93,8 @@ pub struct ClientSpec {
     pub channel_idx: usize,
     /// Stop reading after `subscribed` (a slow consumer).
     pub slow: bool,
+    /// `Authorization: Bearer` credential, if any.
+    pub token: Option<Arc<str>>,
 }
 
 /// Connects, subscribes and reads until `stop` turns true. `ready` is released once the
@@ -179,10 +184,14 @@ async fn connect(spec: &ClientSpec, shared: &Shared) -> anyhow::Result<(Ws, u64)
     let cfg = WebSocketConfig::default()
         .read_buffer_size(4096)
         .write_buffer_size(0);
-    let (mut ws, _) =
-        tokio_tungstenite::client_async_with_config(spec.url.as_str(), tcp, Some(cfg))
-            .await
-            .context("websocket handshake")?;
+    let mut req = spec.url.as_str().into_client_request()?;
+    if let Some(t) = &spec.token {
+        let v = HeaderValue::from_str(&format!("Bearer {t}")).context("--token")?;
+        req.headers_mut().insert(AUTHORIZATION, v);
+    }
+    let (mut ws, _) = tokio_tungstenite::client_async_with_config(req, tcp, Some(cfg))
+        .await
+        .context("websocket handshake")?;
     let first = next_text(&mut ws).await?;
     if !first.contains("\"welcome\"") {
         bail!("expected welcome, got {first:.200}");

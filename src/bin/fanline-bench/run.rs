@@ -58,6 +58,7 @@ impl Fleet {
         let ws = self.args.ws_target()?;
         let (tx, mut rx) = mpsc::channel(1024);
         let first_slow = self.args.conns - self.args.slow;
+        let token: Option<Arc<str>> = self.args.token.as_deref().map(Arc::from);
         let n = target.saturating_sub(self.spawned);
         for i in self.spawned..target {
             let c = i % self.args.channels;
@@ -68,6 +69,7 @@ impl Fleet {
                 channel: self.args.channel_name(c),
                 channel_idx: c as usize,
                 slow: i >= first_slow,
+                token: token.clone(),
             };
             self.tasks.push(tokio::spawn(client::run(
                 spec,
