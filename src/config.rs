@@ -208,6 +208,9 @@ impl Config {
         if self.limits.max_head_bytes < 1024 {
             return bad("limits.max_head_bytes", "must be at least 1024");
         }
+        if let Err((key, why)) = self.kafka.validate() {
+            return Err(ConfigError::Invalid { key, why });
+        }
         if let Some(p) = &self.testing.echo_path
             && !p.starts_with('/')
         {

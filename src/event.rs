@@ -86,12 +86,12 @@ fn encode_envelope(p: &EventParts<'_>) -> Vec<u8> {
     let mut out = Vec::with_capacity(96 + p.channel.len() + p.data_json.len());
     out.extend_from_slice(b"{\"type\":\"event\",\"channel\":");
     push_json_str(&mut out, p.channel);
-    out.extend_from_slice(b",\"id\":\"");
-    // topic names are [a-zA-Z0-9._-] in Kafka; escape anyway for the direct publisher.
-    let id = format!("{}/{}/{}", p.topic, p.partition, p.offset);
-    let esc = serde_json::to_string(&id).unwrap_or_default();
-    out.extend_from_slice(&esc.as_bytes()[1..esc.len().saturating_sub(1)]);
-    let _ = write!(out, "\",\"ts\":{}", p.ts_ms);
+    out.extend_from_slice(b",\"id\":");
+    push_json_str(
+        &mut out,
+        &format!("{}/{}/{}", p.topic, p.partition, p.offset),
+    );
+    let _ = write!(out, ",\"ts\":{}", p.ts_ms);
     if let Some(t) = p.event_type {
         out.extend_from_slice(b",\"event_type\":");
         push_json_str(&mut out, t);

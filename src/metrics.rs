@@ -118,7 +118,32 @@ pub struct IngestMetrics {
     pub ring_full_drops: Counter,
     pub errors_not_json: Counter,
     pub errors_missing_field: Counter,
+    pub errors_no_route: Counter,
     pub errors_kafka: Counter,
+    /// Events ingested per topic. The lock is taken only when a topic is first seen and at
+    /// scrape time; ingest keeps the `Arc<Counter>` it got from [`IngestMetrics::topic_counter`].
+    pub topics: std::sync::Mutex<std::collections::BTreeMap<String, std::sync::Arc<Counter>>>,
+    /// Consumer lag (high watermark − next offset) per `topic/partition`, refreshed ~1/s.
+    pub lag: std::sync::Mutex<std::collections::BTreeMap<String, i64>>,
+}
+
+impl IngestMetrics {
+    /// The per-topic ingested counter (created on first use).
+    pub fn topic_counter(&self, topic: &str) -> std::sync::Arc<Counter> {
+        let mut t = self.topics.lock().unwrap_or_else(|e| e.into_inner());
+        t.entry(topic.to_string()).or_default().clone()
+    }
+
+    /// Records the lag of `topic/partition`.
+    pub fn set_lag(&self, topic: &str, partition: i32, lag: i64) {
+        let mut l = self.lag.lock().unwrap_or_else(|e| e.into_inner());
+        match l.get_mut(&format!("{topic}/{partition}")) {
+            Some(v) => *v = lag,
+            None => {
+                l.insert(format!("{topic}/{partition}"), lag);
+            }
+        }
+    }
 }
 
 /// All metrics of one gateway.
@@ -318,40 +343,71 @@ impl Metrics {
                 )
             ),
         );
+        let mut ing = String::new();
+        {
+            let topics = self.ingest.topics.lock().unwrap_or_else(|e| e.into_inner());
+            for (t, c) in topics.iter() {
+                ing.push_str(&line(
+                    "events_ingested_total",
+                    &format!("{{topic=\"{t}\"}}"),
+                    c.get() as i128,
+                ));
+            }
+            if topics.is_empty() {
+                ing = line(
+                    "events_ingested_total",
+                    "",
+                    self.ingest.events_ingested.get() as i128,
+                );
+            }
+        }
         g(
             out,
             "events_ingested_total",
-            "Records turned into events.",
+            "Records turned into events, by topic.",
             "counter",
-            line(
-                "events_ingested_total",
-                "",
-                self.ingest.events_ingested.get() as i128,
-            ),
+            ing,
         );
+        let mut errs = String::new();
+        for (kind, c) in [
+            ("not_json", &self.ingest.errors_not_json),
+            ("missing_field", &self.ingest.errors_missing_field),
+            ("no_route", &self.ingest.errors_no_route),
+            ("kafka", &self.ingest.errors_kafka),
+        ] {
+            errs.push_str(&line(
+                "ingest_errors_total",
+                &format!("{{kind=\"{kind}\"}}"),
+                c.get() as i128,
+            ));
+        }
         g(
             out,
             "ingest_errors_total",
-            "Records skipped, by kind.",
+            "Records skipped or Kafka errors, by kind.",
             "counter",
-            format!(
-                "{}{}{}",
-                line(
-                    "ingest_errors_total",
-                    "{kind=\"not_json\"}",
-                    self.ingest.errors_not_json.get() as i128
-                ),
-                line(
-                    "ingest_errors_total",
-                    "{kind=\"missing_field\"}",
-                    self.ingest.errors_missing_field.get() as i128
-                ),
-                line(
-                    "ingest_errors_total",
-                    "{kind=\"kafka\"}",
-                    self.ingest.errors_kafka.get() as i128
-                )
-            ),
+            errs,
+        );
+        let mut lag = String::new();
+        for (tp, v) in self
+            .ingest
+            .lag
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            lag.push_str(&line(
+                "kafka_lag",
+                &format!("{{partition=\"{tp}\"}}"),
+                *v as i128,
+            ));
+        }
+        g(
+            out,
+            "kafka_lag",
+            "Consumer lag in records (high watermark - next offset), by topic/partition.",
+            "gauge",
+            lag,
         );
         let mut h = String::new();
         let mut cum = 0u64;

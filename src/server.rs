@@ -14,7 +14,7 @@ use anyhow::Context as _;
 use crate::admin::Admin;
 use crate::config::Config;
 use crate::fanout::{Fanout, Publisher, ShardInbox, snapshot::MAX_SHARDS};
-use crate::ingest::{IngestStatus, PublishSink, direct::DirectSink};
+use crate::ingest::{IngestStatus, PublishSink, ReplayBuffer, spawn_ingest};
 use crate::metrics::Metrics;
 use crate::shard::{Shard, Shared, WAKER};
 
@@ -29,6 +29,8 @@ pub struct Server {
     pub sink: Arc<dyn PublishSink>,
     shards: Vec<JoinHandle<()>>,
     admin: Admin,
+    ingest_thread: Option<JoinHandle<()>>,
+    ingest_stop: Arc<AtomicBool>,
 }
 
 impl Server {
@@ -58,14 +60,23 @@ impl Server {
             listeners.push(crate::io::reuseport_listener(local_addr)?);
         }
         let ingest = Arc::new(IngestStatus::default());
+        let replay = Arc::new(ReplayBuffer::new(&cfg.replay));
+        let ingest_stop = Arc::new(AtomicBool::new(false));
         let publisher = Publisher::new(fanout.clone(), metrics.clone());
-        let sink: Arc<dyn PublishSink> = Arc::new(DirectSink::new(publisher, metrics.clone()));
-        ingest.assigned.store(true, Ordering::Release);
+        let (ingest_thread, sink) = spawn_ingest(
+            &cfg,
+            publisher,
+            replay.clone(),
+            metrics.clone(),
+            ingest.clone(),
+            ingest_stop.clone(),
+        )?;
         let shared = Arc::new(Shared {
             cfg: cfg.clone(),
             metrics,
             fanout,
             ingest,
+            replay,
             draining: AtomicBool::new(false),
             ws_conns: AtomicUsize::new(0),
             shards_up: AtomicUsize::new(0),
@@ -91,6 +102,8 @@ impl Server {
             sink,
             shards,
             admin,
+            ingest_thread: Some(ingest_thread),
+            ingest_stop,
         })
     }
 
@@ -123,6 +136,10 @@ impl Server {
             let _ = t.join();
         }
         self.admin.stop();
+        self.ingest_stop.store(true, Ordering::Release);
+        if let Some(t) = self.ingest_thread.take() {
+            let _ = t.join();
+        }
         tracing::info!("fanline stopped");
     }
 

@@ -105,6 +105,8 @@ fn subscribe(
             });
             ctx.metrics().subscriptions.add(1);
         }
+        // Index first, replay second: every event is then either in what replay returns or
+        // pushed to this shard's ring afterwards; the watermarks drop the overlap.
         ctx.index.insert(
             ctx.id,
             &ctx.shared.fanout.subscriptions,
@@ -115,9 +117,59 @@ fn subscribe(
             },
         );
     }
-    let recovered = since.map(|_| (false, Some("no replay buffer is configured"), 0usize));
-    conn.outbox
-        .push_control(server::subscribed(id, channels, recovered));
+    let Some(since) = since else {
+        return conn
+            .outbox
+            .push_control(server::subscribed(id, channels, None));
+    };
+    let (mut recovered, mut reason, mut replayed) = (true, None, Vec::new());
+    for ch in channels {
+        let r = ctx.shared.replay.replay(ch, &since);
+        recovered &= r.recovered;
+        reason = reason.or(r.reason);
+        let Some(sub) = s.subs.iter_mut().find(|x| *x.channel == **ch) else {
+            continue;
+        };
+        sub.watermarks = since
+            .iter()
+            .map(|(t, p, o)| {
+                let last = r
+                    .events
+                    .iter()
+                    .filter(|e| *e.topic == **t && e.partition == *p)
+                    .map(|e| e.offset)
+                    .max();
+                (
+                    Arc::<str>::from(t.as_str()),
+                    *p,
+                    last.map_or(*o, |l| l.max(*o)),
+                )
+            })
+            .collect();
+        replayed.extend(
+            r.events
+                .into_iter()
+                .filter(|e| combined.as_ref().is_none_or(|f| f.matches(&e.data))),
+        );
+    }
+    s.has_watermarks = true;
+    conn.outbox.push_control(server::subscribed(
+        id,
+        channels,
+        Some((recovered, reason.as_deref(), replayed.len())),
+    ));
+    let (max_frames, max_bytes) = (
+        ctx.shared.cfg.limits.outbox_frames,
+        ctx.shared.cfg.limits.outbox_bytes,
+    );
+    let now = ctx.now;
+    for ev in &replayed {
+        let before = conn.outbox.bytes();
+        conn.outbox
+            .push_event(ev, max_frames, max_bytes, |d| s.note_drop(d, now));
+        ctx.outbox_bytes += conn.outbox.bytes() as i64 - before as i64;
+        s.sent += 1;
+    }
 }
 
 fn unsubscribe(ctx: &mut Ctx, key: usize, conn: &mut Conn, id: Option<&str>, channels: &[String]) {

@@ -32,6 +32,7 @@ pub struct DirectSink {
     state: Mutex<State>,
     topic: Arc<str>,
     metrics: Arc<Metrics>,
+    replay: Option<Arc<super::ReplayBuffer>>,
 }
 
 impl DirectSink {
@@ -44,7 +45,17 @@ impl DirectSink {
             }),
             topic: TOPIC.into(),
             metrics,
+            replay: None,
         }
+    }
+
+    /// Also appends every event to `replay` (so `since` resume works without Kafka).
+    pub fn with_replay(mut self, replay: Arc<super::ReplayBuffer>) -> DirectSink {
+        for p in 0..PARTITIONS {
+            replay.mark_position(&self.topic, p, 0);
+        }
+        self.replay = Some(replay);
+        self
     }
 }
 
@@ -79,6 +90,9 @@ impl PublishSink for DirectSink {
             data,
         ));
         self.metrics.ingest.events_ingested.inc();
+        if let Some(r) = &self.replay {
+            r.append(&ev);
+        }
         st.publisher.publish(ev);
         st.publisher.flush();
         Ok(PublishAck {

@@ -42,6 +42,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     pub fanout: Arc<Fanout>,
     pub ingest: Arc<IngestStatus>,
+    /// Per-partition replay buffer (resume with `since`, REST fallbacks).
+    pub replay: Arc<crate::ingest::ReplayBuffer>,
     pub draining: AtomicBool,
     /// Open WebSocket connections across shards (for `max_connections`).
     pub ws_conns: AtomicUsize,

@@ -147,6 +147,10 @@ impl Decoder {
     /// Decodes the next complete message from the front of `buf`, removing the bytes it
     /// consumed. `Ok(None)`: need more bytes (everything consumed so far is kept in the decoder
     /// or `buf`). Cost: O(new bytes) per call; a payload is unmasked and validated only once.
+    ///
+    /// Pass the same `buf` every call and only append to it (or `reserve`): a partially received
+    /// payload is unmasked in place at its front. Call again after `Ok(Some(_))`: more messages
+    /// may already be buffered. After `Err(e)` every call returns `Err(e)`.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Message>, DecodeError> {
         if let Some(e) = self.failed {
             return Err(e);
@@ -224,8 +228,8 @@ impl Decoder {
             _ => 0,
         };
         if buf.len() < 2 + ext + 4 {
-            // Fail fast on a too-big length even before the mask key arrives.
-            if buf.len() >= 2 + ext {
+            // Fail fast on a too-big data frame even before the mask key arrives.
+            if !op.is_control() && buf.len() >= 2 + ext {
                 self.check_size(read_len(len7, &buf[2..2 + ext]))?;
             }
             return Ok(None);

@@ -345,3 +345,12 @@ fn close_codes_map_to_rfc_codes() {
     assert_eq!(DecodeError::UnmaskedFrame.close_code(), 1002);
     assert_eq!(DecodeError::InvalidCloseCode.close_code(), 1002);
 }
+
+#[test]
+fn control_frames_do_not_count_against_a_small_message_limit() {
+    let wire = frame(true, OpCode::Ping, &[1; 100]);
+    for chunk in [1, 2, 3, wire.len()] {
+        let (msgs, err) = decode_chunked(&wire, chunk, 10);
+        assert_eq!((msgs.len(), err), (1, None), "chunk {chunk}");
+    }
+}

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Runs everything fanline checks, on a fresh machine too (the README's test command):
+# format, lints, unit + integration tests (real sockets, real Kafka mock cluster), Autobahn
+# RFC 6455 conformance against the echo route, bounded fuzzing, the systemd unit check and
+# the benchmark harness at small scale. Ends with one line: "N passed, N failed".
+#
+#   scripts/test.sh            # everything
+#   QUICK=1 scripts/test.sh    # fmt, clippy, cargo tests only
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR=never
+passed=0
+failed=0
+failures=()
+
+step() { # step NAME CMD...: run a gate, count it
+    local name=$1; shift
+    echo "=== $name: $*"
+    if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); failures+=("$name"); fi
+}
+
+cargo_tests() {
+    local log=target/cargo-test.log
+    cargo test --release 2>&1 | tee "$log"
+    local rc=${PIPESTATUS[0]}
+    local p f
+    p=$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | awk '{s+=$4} END {print s+0}')
+    f=$(grep -Eo '[0-9]+ failed;' "$log" | awk '{s+=$1} END {print s+0}')
+    echo "cargo test: $p passed, $f failed"
+    passed=$((passed + p - 1)) # the step itself counts one
+    failed=$((failed + f))
+    return "$rc"
+}
+
+step fmt cargo fmt --check
+step clippy cargo clippy --release --all-targets -- -D warnings
+step build cargo build --release --all-targets
+step cargo-test cargo_tests
+if [ -z "${QUICK:-}" ]; then
+    step autobahn env FANLINE_BIN=target/release/fanline bash scripts/autobahn.sh
+    [ -x scripts/fuzz.sh ] && step fuzz bash scripts/fuzz.sh "${FUZZ_SECONDS:-20}"
+    [ -x scripts/verify-unit.sh ] && step systemd-unit bash scripts/verify-unit.sh
+    [ -x perf/compare.sh ] && step bench-harness bash perf/compare.sh --small
+fi
+if [ ${#failures[@]} -gt 0 ]; then
+    echo "failed gates: ${failures[*]}"
+fi
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

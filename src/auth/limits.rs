@@ -1,0 +1,318 @@
+//! Connection limits checked at accept/handshake time, and the per-connection inbound bucket.
+//!
+//! [`ConnLimiter`] is shared by every shard (`Clone` is an `Arc` clone; Send + Sync). It is on
+//! the accept path, not the delivery path: the global count is one atomic; per-IP state lives
+//! in [`SHARDS`] mutex-protected maps keyed by IP hash, so two shards contend only when they
+//! accept clients whose addresses hash alike. IPv6 clients are counted per /64 (one host
+//! usually owns a whole /64). Addresses in `limits.connect_allowlist` skip both per-IP limits
+//! (never the global one). A limit of 0 disables that limit.
+//!
+//! Connection rate: a token bucket per IP of `connect_per_ip_per_min` tokens refilled evenly
+//! over a minute; every attempt (accepted or not) takes one. Idle per-IP entries are swept
+//! once their bucket is full again, so memory is bounded by the addresses seen in the last
+//! minute plus those with open connections.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+use std::net::{IpAddr, Ipv6Addr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use ipnet::IpNet;
+
+use super::AuthSetupError;
+use super::proxy::{in_cidrs, parse_cidrs};
+use crate::config::LimitsConfig;
+
+/// Number of per-IP lock shards.
+pub const SHARDS: usize = 16;
+/// Per-IP maps larger than this are swept (at most every 10 s).
+const SWEEP_ABOVE: usize = 1024;
+
+/// Why a connection is refused before the upgrade.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitReject {
+    /// `max_connections` reached: answer 503 with `Retry-After`.
+    MaxConnections,
+    /// `per_ip_connections` reached for this address: answer 429 with `Retry-After`.
+    PerIp,
+    /// `connect_per_ip_per_min` exceeded: answer 429 with `Retry-After: retry_after_s`.
+    Rate { retry_after_s: u32 },
+}
+
+impl LimitReject {
+    /// HTTP status to answer.
+    pub fn status(self) -> u16 {
+        match self {
+            LimitReject::MaxConnections => 503,
+            _ => 429,
+        }
+    }
+
+    /// Seconds for the `Retry-After` header.
+    pub fn retry_after_s(self) -> u32 {
+        match self {
+            LimitReject::Rate { retry_after_s } => retry_after_s,
+            LimitReject::MaxConnections | LimitReject::PerIp => 5,
+        }
+    }
+
+    /// Metrics/log label.
+    pub fn label(self) -> &'static str {
+        match self {
+            LimitReject::MaxConnections => "max_connections",
+            LimitReject::PerIp => "per_ip_connections",
+            LimitReject::Rate { .. } => "connect_rate",
+        }
+    }
+}
+
+struct IpState {
+    conns: usize,
+    tokens: f64,
+    last: Instant,
+}
+
+#[derive(Default)]
+struct Shard {
+    ips: HashMap<IpAddr, IpState>,
+    last_sweep: Option<Instant>,
+}
+
+struct Inner {
+    max: usize,
+    per_ip: usize,
+    per_min: f64,
+    allowlist: Vec<IpNet>,
+    total: AtomicUsize,
+    shards: [Mutex<Shard>; SHARDS],
+}
+
+/// Shared connection limiter (see module doc).
+#[derive(Clone)]
+pub struct ConnLimiter(Arc<Inner>);
+
+impl std::fmt::Debug for ConnLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnLimiter")
+            .field("active", &self.active())
+            .field("max", &self.0.max)
+            .finish()
+    }
+}
+
+/// Holds one connection slot; dropping it releases the slot (global and per-IP).
+#[must_use = "dropping the permit releases the connection slot"]
+pub struct ConnPermit {
+    inner: Arc<Inner>,
+    key: Option<IpAddr>,
+}
+
+impl std::fmt::Debug for ConnPermit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnPermit").field("ip", &self.key).finish()
+    }
+}
+
+/// The per-IP accounting key: IPv4 (also IPv4-mapped) as is, IPv6 masked to /64.
+fn ip_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+        v4 => v4,
+    }
+}
+
+impl Inner {
+    fn shard(&self, key: &IpAddr) -> MutexGuard<'_, Shard> {
+        let h = BuildHasherDefault::<DefaultHasher>::default().hash_one(key) as usize;
+        self.shards[h % SHARDS]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn refill(&self, st: &mut IpState, now: Instant) {
+        let dt = now.saturating_duration_since(st.last).as_secs_f64();
+        st.tokens = (st.tokens + dt * self.per_min / 60.0).min(self.per_min);
+        st.last = now;
+    }
+
+    fn take_global(&self) -> Result<(), LimitReject> {
+        let prev = self.total.fetch_add(1, Ordering::AcqRel);
+        if self.max > 0 && prev >= self.max {
+            self.total.fetch_sub(1, Ordering::AcqRel);
+            return Err(LimitReject::MaxConnections);
+        }
+        Ok(())
+    }
+}
+
+impl ConnLimiter {
+    /// Builds the limiter from `[limits]`; fails on an unparsable `connect_allowlist` entry.
+    pub fn new(cfg: &LimitsConfig) -> Result<Self, AuthSetupError> {
+        Ok(ConnLimiter(Arc::new(Inner {
+            max: cfg.max_connections,
+            per_ip: cfg.per_ip_connections,
+            per_min: cfg.connect_per_ip_per_min as f64,
+            allowlist: parse_cidrs(&cfg.connect_allowlist, "limits.connect_allowlist")?,
+            total: AtomicUsize::new(0),
+            shards: std::array::from_fn(|_| Mutex::new(Shard::default())),
+        })))
+    }
+
+    /// Admits a connection attempt from `ip` now.
+    pub fn try_acquire(&self, ip: IpAddr) -> Result<ConnPermit, LimitReject> {
+        self.try_acquire_at(ip, Instant::now())
+    }
+
+    /// [`Self::try_acquire`] at a given instant (tests, or a reactor's cached clock).
+    pub fn try_acquire_at(&self, ip: IpAddr, now: Instant) -> Result<ConnPermit, LimitReject> {
+        let inner = &self.0;
+        let per_ip_limited = inner.per_ip > 0 || inner.per_min > 0.0;
+        if !per_ip_limited || in_cidrs(&inner.allowlist, ip) {
+            inner.take_global()?;
+            return Ok(ConnPermit {
+                inner: inner.clone(),
+                key: None,
+            });
+        }
+        let key = ip_key(ip);
+        let mut shard = inner.shard(&key);
+        let shard = &mut *shard;
+        if shard.ips.len() > SWEEP_ABOVE
+            && shard
+                .last_sweep
+                .is_none_or(|t| now.saturating_duration_since(t).as_secs() >= 10)
+        {
+            shard.last_sweep = Some(now);
+            shard.ips.retain(|_, st| {
+                inner.refill(st, now);
+                st.conns > 0 || st.tokens < inner.per_min
+            });
+        }
+        let st = shard.ips.entry(key).or_insert(IpState {
+            conns: 0,
+            tokens: inner.per_min,
+            last: now,
+        });
+        if inner.per_min > 0.0 {
+            inner.refill(st, now);
+            if st.tokens < 1.0 {
+                let wait = (1.0 - st.tokens) * 60.0 / inner.per_min;
+                return Err(LimitReject::Rate {
+                    retry_after_s: (wait.ceil() as u32).max(1),
+                });
+            }
+            st.tokens -= 1.0;
+        }
+        if inner.per_ip > 0 && st.conns >= inner.per_ip {
+            return Err(LimitReject::PerIp);
+        }
+        inner.take_global()?;
+        st.conns += 1;
+        Ok(ConnPermit {
+            inner: inner.clone(),
+            key: Some(key),
+        })
+    }
+
+    /// Connections currently holding a permit.
+    pub fn active(&self) -> usize {
+        self.0.total.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for ConnPermit {
+    fn drop(&mut self) {
+        self.inner.total.fetch_sub(1, Ordering::AcqRel);
+        if let Some(key) = self.key {
+            let mut shard = self.inner.shard(&key);
+            if let Some(st) = shard.ips.get_mut(&key) {
+                st.conns = st.conns.saturating_sub(1);
+            }
+        }
+    }
+}
+
+/// Inbound message rate for ONE connection: `rate` tokens/s, bucket of `burst`.
+/// Not shared: owned by the connection, no synchronization. A rate of 0 allows everything.
+#[derive(Debug, Clone)]
+pub struct TokenBucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: Option<Instant>,
+}
+
+impl TokenBucket {
+    /// Starts full. `burst` below 1 is raised to 1.
+    pub fn new(rate_per_s: u32, burst: u32) -> Self {
+        let burst = f64::from(burst.max(1));
+        TokenBucket {
+            rate: f64::from(rate_per_s),
+            burst,
+            tokens: burst,
+            last: None,
+        }
+    }
+
+    /// From `[limits] inbound_msgs_per_s` / `inbound_burst`.
+    pub fn from_limits(cfg: &LimitsConfig) -> Self {
+        TokenBucket::new(cfg.inbound_msgs_per_s, cfg.inbound_burst)
+    }
+
+    /// Takes one token if available.
+    pub fn allow(&mut self, now: Instant) -> bool {
+        if self.rate == 0.0 {
+            return true;
+        }
+        if let Some(last) = self.last {
+            let dt = now.saturating_duration_since(last).as_secs_f64();
+            self.tokens = (self.tokens + dt * self.rate).min(self.burst);
+        }
+        self.last = Some(now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn bucket_burst_then_rate() {
+        let mut b = TokenBucket::new(10, 20);
+        let t0 = Instant::now();
+        assert_eq!((0..30).filter(|_| b.allow(t0)).count(), 20);
+        assert!(!b.allow(t0));
+        assert!(b.allow(t0 + Duration::from_millis(100)));
+        assert!(!b.allow(t0 + Duration::from_millis(100)));
+        assert_eq!(
+            (0..30)
+                .filter(|_| b.allow(t0 + Duration::from_secs(60)))
+                .count(),
+            20
+        );
+    }
+
+    #[test]
+    fn ipv6_counted_per_64() {
+        let a: IpAddr = "2001:db8:1:2:3::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        assert_eq!(ip_key(a), ip_key(b));
+        let m: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        assert_eq!(ip_key(m), "10.0.0.1".parse::<IpAddr>().unwrap());
+    }
+}
