@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs `systemd-analyze verify` on scripts/fanline.service. verify needs the ExecStart binary to
+# exist: the unit is checked as is when /usr/local/bin/fanline is installed, otherwise a copy
+# pointing at target/release/fanline is checked. Installs systemd (apt) if missing.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+command -v systemd-analyze >/dev/null || { apt-get update -qq && apt-get install -y -qq systemd; }
+unit="$ROOT/scripts/fanline.service"
+if [ ! -x /usr/local/bin/fanline ]; then
+    bin="$ROOT/target/release/fanline"
+    [ -x "$bin" ] || (cd "$ROOT" && cargo build --release --bin fanline)
+    tmp="$(mktemp -d)"
+    trap 'rm -rf "$tmp"' EXIT
+    sed "s|/usr/local/bin/fanline|$bin|" "$unit" >"$tmp/fanline.service"
+    unit="$tmp/fanline.service"
+fi
+out="$(systemd-analyze verify "$unit" 2>&1)" || { echo "$out"; exit 1; }
+# verify exits 0 on some warnings; treat any line about our unit as a failure.
+if echo "$out" | grep -q 'fanline.service'; then echo "$out"; exit 1; fi
+echo "systemd-analyze verify: ok ($unit)"
