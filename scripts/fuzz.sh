@@ -5,6 +5,7 @@
 #
 #   scripts/fuzz.sh            # 30 s per target
 #   scripts/fuzz.sh 600        # 10 min per target
+# A libFuzzer dictionary fuzz/dicts/<target>.dict, if present, is passed with -dict=.
 # Env: FUZZ_MALLOC_MB (default 256): any single allocation above it is reported as a bug —
 # every parser on fanline's input path must bound its memory.
 set -euo pipefail
@@ -27,7 +28,9 @@ failed=()
 for t in "${targets[@]}"; do
     echo "fuzz: $t for ${SECS}s"
     mkdir -p "fuzz/corpus/$t"
-    if ! cargo +nightly fuzz run "$t" -- \
+    dict=()
+    [ -f "fuzz/dicts/$t.dict" ] && dict=(-dict="$ROOT/fuzz/dicts/$t.dict")
+    if ! cargo +nightly fuzz run "$t" -- "${dict[@]}" \
         -max_total_time="$SECS" -rss_limit_mb=2048 -malloc_limit_mb="${FUZZ_MALLOC_MB:-256}" \
         -print_final_stats=1; then
         failed+=("$t")

@@ -22,7 +22,15 @@ fuzz_target!(|data: &[u8]| {
         remote: std::net::IpAddr::from([10, 0, 0, 1]),
     };
     let _ = fanline::auth::extract(&req);
-    let trusted = [ipnet::IpNet::from(std::net::IpAddr::from([10, 0, 0, 0]))];
+    if let Some(q) = req.query {
+        let _ = fanline::auth::redact_query(q);
+    }
+    // The peer (10.0.0.1) must be trusted, or `client_ip` returns early and X-Forwarded-For
+    // is never parsed.
+    let trusted: [ipnet::IpNet; 2] = [
+        "10.0.0.0/8".parse().unwrap(),
+        "fd00::/8".parse().unwrap(),
+    ];
     let _ = fanline::auth::client_ip(req.remote, &headers, &trusted);
     let _ = fanline::auth::parse_proxy_v2(data);
 });
