@@ -77,6 +77,31 @@ fn main() {
     };
     if server.wait_ready(Duration::from_secs(60)) {
         fanline::notify::ready();
+        fanline::notify::status("ready");
+    } else {
+        tracing::warn!(
+            "not ready after 60 s: {:?}",
+            server.shared.not_ready_reason()
+        );
+    }
+    if let Some(interval) = fanline::notify::watchdog_interval() {
+        let shared = server.shared.clone();
+        let every = interval / 2;
+        let spawned = std::thread::Builder::new()
+            .name("fanline-watchdog".into())
+            .spawn(move || {
+                loop {
+                    // Ping only while every reactor is turning: a wedged shard stops the pings
+                    // and systemd restarts the service.
+                    if shared.shards_alive(every.max(Duration::from_secs(3))) {
+                        fanline::notify::watchdog();
+                    }
+                    std::thread::sleep(every);
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!("cannot start the watchdog thread: {e}");
+        }
     }
     for sig in signals.forever() {
         match sig {

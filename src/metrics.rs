@@ -31,6 +31,10 @@ pub struct Gauge(AtomicI64);
 
 impl Gauge {
     #[inline]
+    pub fn set(&self, v: i64) {
+        self.0.store(v, Relaxed);
+    }
+    #[inline]
     pub fn add(&self, n: i64) {
         self.0.fetch_add(n, Relaxed);
     }
@@ -100,6 +104,8 @@ pub struct ShardMetrics {
     pub closed_too_big: Counter,
     pub closed_protocol: Counter,
     pub handshake_rejected: [Counter; REJECT_REASONS.len()],
+    /// Milliseconds since start at the shard's last reactor turn (watchdog liveness).
+    pub last_turn_ms: Gauge,
     pub ingest_to_write: Histogram,
 }
 

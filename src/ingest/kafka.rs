@@ -153,7 +153,14 @@ fn consumer_config(brokers: &str, cfg: &KafkaConfig, embedded: bool) -> ClientCo
         .set("enable.partition.eof", "false")
         .set("auto.offset.reset", "earliest")
         .set("fetch.min.bytes", "1")
-        .set("fetch.wait.max.ms", if embedded { EMBEDDED_FETCH_WAIT_MS } else { "100" })
+        .set(
+            "fetch.wait.max.ms",
+            if embedded {
+                EMBEDDED_FETCH_WAIT_MS
+            } else {
+                "100"
+            },
+        )
         .set("fetch.error.backoff.ms", "50")
         .set("reconnect.backoff.ms", "100")
         .set("reconnect.backoff.max.ms", "2000")
@@ -312,9 +319,10 @@ impl Ingest {
             metrics: metrics.clone(),
             link_down: AtomicBool::new(false),
         };
-        let consumer: BaseConsumer<IngestContext> = consumer_config(&brokers, &cfg, cluster.is_some())
-            .create_with_context(context)
-            .context("creating the kafka consumer")?;
+        let consumer: BaseConsumer<IngestContext> =
+            consumer_config(&brokers, &cfg, cluster.is_some())
+                .create_with_context(context)
+                .context("creating the kafka consumer")?;
         let _ = tx.send(Ok(brokers));
         let next_refresh = Instant::now();
         Ok((

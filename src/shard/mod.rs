@@ -63,6 +63,16 @@ impl Shared {
     pub fn ws_connections(&self) -> usize {
         self.ws_conns.load(Ordering::Relaxed)
     }
+    /// Every shard completed a reactor turn within `within` (shards turn at least once a
+    /// second even when idle). Drives the systemd watchdog.
+    pub fn shards_alive(&self, within: Duration) -> bool {
+        let now = self.started.elapsed().as_millis() as i64;
+        self.metrics
+            .shards
+            .iter()
+            .all(|m| now - m.last_turn_ms.get() <= within.as_millis() as i64)
+    }
+
     /// `None` when ready for traffic, else why not (readiness probe).
     pub fn not_ready_reason(&self) -> Option<&'static str> {
         if self.is_draining() {

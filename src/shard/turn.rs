@@ -289,6 +289,12 @@ impl Shard {
 
     pub(super) fn publish_tallies(&mut self) {
         let m = &self.ctx.shared.metrics.shards[self.ctx.id];
+        m.last_turn_ms.set(
+            self.ctx
+                .now
+                .saturating_duration_since(self.ctx.shared.started)
+                .as_millis() as i64,
+        );
         m.deliveries.add(std::mem::take(&mut self.ctx.deliveries));
         m.outbox_bytes
             .add(std::mem::take(&mut self.ctx.outbox_bytes));
