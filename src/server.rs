@@ -103,6 +103,10 @@ impl Server {
             ws_conns: AtomicUsize::new(0),
             shards_up: AtomicUsize::new(0),
             started: Instant::now(),
+            started_unix_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0),
         });
         let mut shards = Vec::with_capacity(n);
         for (i, (poll, listener)) in polls.into_iter().zip(listeners).enumerate() {

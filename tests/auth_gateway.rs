@@ -236,6 +236,32 @@ async fn every_connection_of_one_identity_receives_its_gateway_channel() {
     publish(&s, "gateway:gw-1", json!({"api":"deployed"}));
     assert_eq!(next_json(&mut a).await["data"]["api"], "deployed");
     assert_eq!(next_json(&mut b).await["data"]["api"], "deployed");
+    // Both connections are visible to operators under the one identity.
+    let admin = s.admin_addr;
+    let (status, body) = tokio::task::spawn_blocking(move || {
+        http(admin, "GET", "/v1/connections?identity=gw-1", None)
+    })
+    .await
+    .unwrap();
+    assert_eq!(status, 200);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let conns = v["connections"].as_array().unwrap();
+    assert_eq!(conns.len(), 2, "{v}");
+    for c in conns {
+        assert_eq!(c["identity"], "gw-1");
+        assert_eq!(c["subscriptions"], json!(["gateway:gw-1"]));
+        assert_eq!(c["sent"], 1);
+        assert_eq!(c["healthy"], true);
+    }
+    let (_, body) = tokio::task::spawn_blocking(move || {
+        http(admin, "GET", "/v1/connections?identity=nobody", None)
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["connections"],
+        json!([])
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

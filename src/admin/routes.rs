@@ -65,6 +65,13 @@ pub fn handle(state: &AdminState, head: &Head<'_, '_>, body: &[u8], close: bool)
                 }),
             )
         }
+        ("GET", "/v1/connections") => {
+            let identity = http::query_param(head.query, "identity").map(str::to_string);
+            json(
+                200,
+                serde_json::json!({ "connections": connections(state, identity) }),
+            )
+        }
         ("POST", "/v1/publish") => publish(state, body, close),
         (_, "/v1/publish") => {
             http::error_response(405, "method_not_allowed", "use POST", &[("Allow", "POST")])
@@ -109,4 +116,30 @@ fn publish(state: &AdminState, body: &[u8], close: bool) -> Vec<u8> {
             &[("Retry-After", "1")],
         ),
     }
+}
+
+/// Asks every shard (through its ring, answered from its own turn) for its connections.
+fn connections(state: &AdminState, identity: Option<String>) -> Vec<serde_json::Value> {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let mut asked = 0;
+    for inbox in &state.shared.fanout.inboxes {
+        let item = crate::fanout::RingItem::Connections {
+            identity: identity.clone(),
+            reply: tx.clone(),
+        };
+        if inbox.push(item).is_ok() {
+            inbox.notify();
+            asked += 1;
+        }
+    }
+    drop(tx);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    let mut out = Vec::new();
+    for _ in 0..asked {
+        match rx.recv_deadline(deadline) {
+            Ok(mut v) => out.append(&mut v),
+            Err(_) => break,
+        }
+    }
+    out
 }

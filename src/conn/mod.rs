@@ -83,6 +83,9 @@ pub struct Session {
     pub peer: Peer,
     pub sent: u64,
     pub dropped: u64,
+    /// Drop episodes (each reported by a `gap` frame) and the last one's time and reason.
+    pub failed: u64,
+    pub last_failure: Option<(Instant, &'static str)>,
     pub connected_at: Instant,
 }
 
@@ -98,7 +101,11 @@ impl Session {
     /// Counts a dropped event of `ev.channel` for the next `gap` frame.
     pub fn note_drop(&mut self, ev: &Event, now: Instant) {
         self.dropped += 1;
-        self.overflow_since.get_or_insert(now);
+        if self.overflow_since.is_none() {
+            self.failed += 1;
+            self.last_failure = Some((now, "slow_consumer"));
+            self.overflow_since = Some(now);
+        }
         match self
             .pending_gaps
             .iter_mut()
@@ -185,5 +192,29 @@ impl Conn {
                 d
             }
         }
+    }
+}
+
+impl Conn {
+    /// Admin view of a WebSocket connection (`GET /v1/connections`); `None` for HTTP ones.
+    pub fn describe(&self, started: Instant, started_unix_ms: i64) -> Option<serde_json::Value> {
+        let Phase::Ws(s) = &self.phase else {
+            return None;
+        };
+        let unix =
+            |t: Instant| started_unix_ms + t.saturating_duration_since(started).as_millis() as i64;
+        Some(serde_json::json!({
+            "id": &*s.id,
+            "identity": &*s.peer.identity.id,
+            "remote": s.peer.client_ip.to_string(),
+            "connected_at": unix(s.connected_at),
+            "last_heartbeat": unix(self.last_read),
+            "healthy": self.closing.is_none() && s.overflow_since.is_none(),
+            "subscriptions": s.subs.iter().map(|x| &*x.channel).collect::<Vec<_>>(),
+            "sent": s.sent,
+            "dropped": s.dropped,
+            "failed": s.failed,
+            "last_failure": s.last_failure.map(|(at, reason)| serde_json::json!({"at": unix(at), "reason": reason})),
+        }))
     }
 }

@@ -54,6 +54,8 @@ pub struct Shared {
     /// Shards whose listener is bound and polling.
     pub shards_up: AtomicUsize,
     pub started: Instant,
+    /// `started` as unix milliseconds (for timestamps in admin answers).
+    pub started_unix_ms: i64,
 }
 
 impl Shared {

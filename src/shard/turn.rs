@@ -133,6 +133,18 @@ impl Shard {
                         }
                     }
                 }
+                RingItem::Connections { identity, reply } => {
+                    let list = conns
+                        .iter()
+                        .filter(|(_, c)| match (&identity, &c.phase) {
+                            (None, _) => true,
+                            (Some(id), Phase::Ws(s)) => *s.peer.identity.id == **id,
+                            _ => false,
+                        })
+                        .filter_map(|(_, c)| c.describe(shared.started, shared.started_unix_ms))
+                        .collect();
+                    let _ = reply.send(list);
+                }
                 RingItem::Status(status) => {
                     let frame = server::status(status);
                     for (key, conn) in conns.iter_mut() {
@@ -372,6 +384,8 @@ fn new_session(ctx: &mut Ctx, echo: bool, a: handshake::Admitted) -> Session {
         },
         sent: 0,
         dropped: 0,
+        failed: 0,
+        last_failure: None,
         connected_at: ctx.now,
     }
 }
