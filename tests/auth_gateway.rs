@@ -396,3 +396,73 @@ fn eight_mib_header_and_two_thousand_headers_get_431() {
         ) >= 2.0
     );
 }
+
+fn proxy_v2(src: [u8; 4], src_port: u16) -> Vec<u8> {
+    let mut h = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    h.extend_from_slice(&[0x21, 0x11, 0, 12]);
+    h.extend_from_slice(&src);
+    h.extend_from_slice(&[127, 0, 0, 1]);
+    h.extend_from_slice(&src_port.to_be_bytes());
+    h.extend_from_slice(&8080u16.to_be_bytes());
+    h
+}
+
+fn connections(s: &fanline::server::Server) -> Vec<Value> {
+    let (_, body) = http(s.admin_addr, "GET", "/v1/connections", None);
+    serde_json::from_str::<Value>(&body).unwrap()["connections"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[test]
+fn proxy_v2_and_x_forwarded_for_are_honoured_only_from_trusted_proxies() {
+    let upgrade = "GET /v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+    let s = start(|c| c.auth.trusted_proxies = vec!["127.0.0.0/8".into()]);
+    let mut a = TcpStream::connect(s.local_addr).unwrap();
+    a.write_all(&proxy_v2([203, 0, 113, 7], 4242)).unwrap();
+    a.write_all(format!("{upgrade}\r\n").as_bytes()).unwrap();
+    let _ = read_frame_after_101(&mut a);
+    let mut b = TcpStream::connect(s.local_addr).unwrap();
+    b.write_all(format!("{upgrade}X-Forwarded-For: 198.51.100.9\r\n\r\n").as_bytes())
+        .unwrap();
+    let _ = read_frame_after_101(&mut b);
+    let mut remotes: Vec<String> = connections(&s)
+        .iter()
+        .map(|c| c["remote"].as_str().unwrap().to_string())
+        .collect();
+    remotes.sort();
+    assert_eq!(remotes, vec!["198.51.100.9", "203.0.113.7"]);
+    // Nobody trusted: the PROXY header is not HTTP (400) and XFF is ignored.
+    let s = start(|_| {});
+    let mut c = TcpStream::connect(s.local_addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    c.write_all(&proxy_v2([203, 0, 113, 7], 4242)).unwrap();
+    c.write_all(format!("{upgrade}\r\n").as_bytes()).unwrap();
+    let mut out = String::new();
+    let _ = c.read_to_string(&mut out);
+    assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+    let mut d = TcpStream::connect(s.local_addr).unwrap();
+    d.write_all(format!("{upgrade}X-Forwarded-For: 198.51.100.9\r\n\r\n").as_bytes())
+        .unwrap();
+    let _ = read_frame_after_101(&mut d);
+    assert_eq!(connections(&s)[0]["remote"], "127.0.0.1");
+}
+
+/// Reads the 101 head and the welcome frame.
+fn read_frame_after_101(s: &mut TcpStream) -> Value {
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut b).unwrap();
+        head.push(b[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    let (_, p) = read_frame(s).unwrap();
+    serde_json::from_slice(&p).unwrap()
+}

@@ -39,7 +39,9 @@ pub use config::{ApiKeysConfig, AuthConfig, JwtKeyConfig};
 pub use credentials::{Credential, CredentialSource, RequestView, extract, redact_query};
 pub use jwt::{Claims, JwtVerifier};
 pub use limits::{ConnLimiter, ConnPermit, LimitReject, TokenBucket};
-pub use proxy::{ProxyError, ProxyHeader, client_ip, parse_cidrs, parse_proxy_v2};
+pub use proxy::{
+    PROXY_V2_SIGNATURE, ProxyError, ProxyHeader, client_ip, in_cidrs, parse_cidrs, parse_proxy_v2,
+};
 
 /// Why a request was not authenticated. The caller answers **401** for every variant (before
 /// the 101) and logs at WARN with [`AuthError::label`]; tokens and keys are never included.

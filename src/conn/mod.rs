@@ -58,7 +58,12 @@ pub struct Peer {
 
 #[derive(Debug)]
 pub enum Phase {
-    Http { head: Vec<u8>, deadline: Instant },
+    /// `client`: the address a trusted proxy announced with PROXY v2, once parsed.
+    Http {
+        head: Vec<u8>,
+        deadline: Instant,
+        client: Option<SocketAddr>,
+    },
     Ws(Box<Session>),
 }
 
@@ -142,6 +147,7 @@ impl Conn {
             phase: Phase::Http {
                 head: Vec::new(),
                 deadline: now + upgrade_timeout,
+                client: None,
             },
             outbox: Outbox::default(),
             dirty: false,

@@ -315,9 +315,28 @@ impl Shard {
 
 /// Bytes read from a connection that is not closing.
 fn on_bytes(ctx: &mut Ctx, key: usize, conn: &mut Conn, chunk: &[u8]) {
-    if let Phase::Http { head, .. } = &mut conn.phase {
+    if let Phase::Http { head, client, .. } = &mut conn.phase {
         head.extend_from_slice(chunk);
-        let outcome = handshake::on_head(&ctx.shared, ctx.metrics(), head, conn.remote);
+        if client.is_none() {
+            match proxy_header(ctx, conn.remote, head) {
+                Ok(None) => return,
+                Ok(Some(addr)) => *client = Some(addr),
+                Err(()) => {
+                    ctx.metrics().reject("bad_request");
+                    let r = crate::http::error_response(
+                        400,
+                        "bad_request",
+                        "malformed PROXY header",
+                        &[],
+                    );
+                    conn.outbox.push_control(r.into());
+                    conn.close(0, "", ctx.now);
+                    return;
+                }
+            }
+        }
+        let remote = client.unwrap_or(conn.remote);
+        let outcome = handshake::on_head(&ctx.shared, ctx.metrics(), head, remote);
         match outcome {
             Outcome::NeedMore => return,
             Outcome::Respond(r) => {
@@ -359,6 +378,30 @@ fn on_bytes(ctx: &mut Ctx, key: usize, conn: &mut Conn, chunk: &[u8]) {
         }
     }
     ws_bytes(ctx, key, conn, chunk)
+}
+
+/// PROXY protocol v2, accepted only from `auth.trusted_proxies`: strips the header from `head`
+/// and returns the client address it carries (the socket peer for LOCAL). `Ok(None)`: need
+/// more bytes. Connections from anyone else are returned as they are.
+fn proxy_header(
+    ctx: &Ctx,
+    peer: std::net::SocketAddr,
+    head: &mut Vec<u8>,
+) -> Result<Option<std::net::SocketAddr>, ()> {
+    let auth = ctx.shared.auth.load();
+    let sig = head.len().min(crate::auth::PROXY_V2_SIGNATURE.len());
+    let looks_proxied = head[..sig] == crate::auth::PROXY_V2_SIGNATURE[..sig];
+    if !looks_proxied || !crate::auth::in_cidrs(auth.trusted_proxies(), peer.ip()) {
+        return Ok(Some(peer));
+    }
+    match crate::auth::parse_proxy_v2(head) {
+        Ok(None) => Ok(None),
+        Ok(Some(h)) => {
+            head.drain(..h.len.min(head.len()));
+            Ok(Some(h.source.unwrap_or(peer)))
+        }
+        Err(_) => Err(()),
+    }
 }
 
 fn new_session(ctx: &mut Ctx, echo: bool, a: handshake::Admitted) -> Session {
