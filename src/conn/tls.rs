@@ -184,3 +184,36 @@ impl TlsConn {
         outbox.is_empty() && !self.conn.wants_write()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(cert: &str, key: &str) -> TlsConfig {
+        TlsConfig {
+            cert: cert.into(),
+            key: key.into(),
+            listen: None,
+        }
+    }
+
+    #[test]
+    fn load_errors_name_the_setting() {
+        let dir = std::env::temp_dir().join(format!("fanline-tls-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        let (cert, key) = (dir.join("c.pem"), dir.join("k.pem"));
+        std::fs::write(&cert, ck.cert.pem()).unwrap();
+        std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+        let (c, k) = (cert.to_str().unwrap(), key.to_str().unwrap());
+        assert!(load_server_config(&cfg(c, k)).is_ok());
+        let e = load_server_config(&cfg("/nonexistent.pem", k)).unwrap_err();
+        assert!(e.to_string().starts_with("tls.cert"), "{e}");
+        let e = load_server_config(&cfg(c, "/nonexistent.pem")).unwrap_err();
+        assert!(e.to_string().starts_with("tls.key"), "{e}");
+        // A key file given as the cert: no CERTIFICATE block.
+        let e = load_server_config(&cfg(k, k)).unwrap_err();
+        assert!(e.to_string().starts_with("tls.cert"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
