@@ -125,8 +125,14 @@ pub struct TestingConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
+    /// PEM certificate chain, leaf first. Required. Re-read on SIGHUP.
     pub cert: String,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1). Required. Re-read on SIGHUP.
     pub key: String,
+    /// A second public listener serving TLS while `server.listen` stays plain. Default unset:
+    /// `server.listen` itself serves TLS.
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
 }
 
 /// `[log]`.
@@ -207,6 +213,17 @@ impl Config {
         }
         if self.limits.max_head_bytes < 1024 {
             return bad("limits.max_head_bytes", "must be at least 1024");
+        }
+        if let Some(t) = &self.tls {
+            if t.cert.is_empty() {
+                return bad("tls.cert", "a PEM certificate path is required");
+            }
+            if t.key.is_empty() {
+                return bad("tls.key", "a PEM private key path is required");
+            }
+            if t.listen == Some(self.server.listen) && self.server.listen.port() != 0 {
+                return bad("tls.listen", "must differ from server.listen");
+            }
         }
         if let Err((key, why)) = self.kafka.validate() {
             return Err(ConfigError::Invalid { key, why });

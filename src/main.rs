@@ -107,7 +107,9 @@ fn main() {
         match sig {
             SIGHUP => {
                 if let Err(e) = server.reload() {
-                    tracing::error!("SIGHUP: reload failed, keeping the previous credentials: {e}");
+                    tracing::error!(
+                        "SIGHUP: reload failed (the failed part keeps its previous configuration): {e}"
+                    );
                 }
             }
             _ => {

@@ -18,11 +18,25 @@ use crate::ingest::{IngestStatus, PublishSink, ReplayBuffer, spawn_ingest};
 use crate::metrics::Metrics;
 use crate::shard::{Shard, Shared, WAKER};
 
+/// Why a SIGHUP reload (partly) failed; the failed part kept its previous configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// Credentials (JWT keys, JWKS, API key file) could not be re-read: fix them, reload again.
+    #[error("credentials: {0}")]
+    Auth(#[from] crate::auth::AuthSetupError),
+    /// The TLS certificate or key could not be re-read: fix the files, reload again.
+    #[error("tls: {0}")]
+    Tls(#[from] crate::conn::tls::TlsSetupError),
+}
+
 /// A running gateway.
 #[derive(Debug)]
 pub struct Server {
     /// The public listener's bound address (port resolved when 0 was asked for).
     pub local_addr: SocketAddr,
+    /// The TLS listener's bound address: `tls.listen` when set, else `local_addr` when `[tls]`
+    /// is configured, else `None`.
+    pub tls_addr: Option<SocketAddr>,
     /// The admin listener's bound address.
     pub admin_addr: SocketAddr,
     pub shared: Arc<Shared>,
@@ -50,6 +64,10 @@ impl Server {
             }
         }
         let auth = crate::auth::Authenticator::from_config(&cfg.auth)?;
+        let tls_config = match &cfg.tls {
+            Some(t) => Some(crate::conn::tls::load_server_config(t)?),
+            None => None,
+        };
         let limiter = crate::auth::ConnLimiter::new(&cfg.limits)?;
         if cfg.auth.anonymous_allowed() {
             tracing::warn!(
@@ -79,6 +97,25 @@ impl Server {
         for _ in 1..n {
             listeners.push(crate::io::reuseport_listener(local_addr)?);
         }
+        // `tls.listen` set: a second TLS listener per shard; unset: `server.listen` is TLS.
+        let second_addr = cfg.tls.as_ref().and_then(|t| t.listen);
+        let main_is_tls = cfg.tls.is_some() && second_addr.is_none();
+        let mut tls_listeners = Vec::with_capacity(n);
+        let tls_addr = match second_addr {
+            Some(addr) => {
+                let first = crate::io::reuseport_listener(addr)
+                    .with_context(|| format!("binding tls.listen {addr}"))?;
+                let bound = first.local_addr()?;
+                tls_listeners.push(first);
+                for _ in 1..n {
+                    tls_listeners.push(crate::io::reuseport_listener(bound)?);
+                }
+                Some(bound)
+            }
+            None if main_is_tls => Some(local_addr),
+            None => None,
+        };
+        let mut tls_listeners = tls_listeners.into_iter();
         let ingest = Arc::new(IngestStatus::default());
         let replay = Arc::new(ReplayBuffer::new(&cfg.replay));
         let ingest_stop = Arc::new(AtomicBool::new(false));
@@ -98,6 +135,7 @@ impl Server {
             ingest,
             replay,
             auth: arc_swap::ArcSwap::from_pointee(auth),
+            tls: tls_config.map(arc_swap::ArcSwap::new),
             limiter,
             draining: AtomicBool::new(false),
             ws_conns: AtomicUsize::new(0),
@@ -110,7 +148,18 @@ impl Server {
         });
         let mut shards = Vec::with_capacity(n);
         for (i, (poll, listener)) in polls.into_iter().zip(listeners).enumerate() {
-            let shard = Shard::new(i, poll, listener, inboxes[i].clone(), shared.clone())?;
+            let listener = crate::shard::Listener {
+                socket: listener,
+                tls: main_is_tls,
+            };
+            let shard = Shard::new(
+                i,
+                poll,
+                listener,
+                tls_listeners.next(),
+                inboxes[i].clone(),
+                shared.clone(),
+            )?;
             shards.push(
                 std::thread::Builder::new()
                     .name(format!("fanline-shard-{i}"))
@@ -120,9 +169,10 @@ impl Server {
         }
         let admin = Admin::spawn(cfg.server.admin_listen, shared.clone(), sink.clone())
             .with_context(|| format!("binding server.admin_listen {}", cfg.server.admin_listen))?;
-        tracing::info!(listen = %local_addr, admin = %admin.addr, shards = n, "fanline started");
+        tracing::info!(listen = %local_addr, tls = ?tls_addr, admin = %admin.addr, shards = n, "fanline started");
         Ok(Server {
             local_addr,
+            tls_addr,
             admin_addr: admin.addr,
             shared,
             sink,
@@ -145,13 +195,37 @@ impl Server {
         false
     }
 
-    /// SIGHUP: re-reads credentials (JWT keys, PEM and JWKS files, the API key file) without
-    /// touching connections. On any error the previous configuration stays in force.
-    pub fn reload(&self) -> Result<(), crate::auth::AuthSetupError> {
-        let fresh = crate::auth::Authenticator::from_config(&self.shared.cfg.auth)?;
-        self.shared.auth.store(Arc::new(fresh));
-        tracing::info!("reloaded credentials");
-        Ok(())
+    /// SIGHUP: re-reads credentials (JWT keys, PEM and JWKS files, the API key file) and the
+    /// TLS certificate and key, without touching connections (new connections use the new
+    /// certificate). Each part reloads independently: one that fails keeps its previous
+    /// configuration in force, is logged, and its error is returned.
+    pub fn reload(&self) -> Result<(), ReloadError> {
+        let auth = crate::auth::Authenticator::from_config(&self.shared.cfg.auth);
+        let auth = match auth {
+            Ok(fresh) => {
+                self.shared.auth.store(Arc::new(fresh));
+                tracing::info!("reloaded credentials");
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!("reload: keeping the previous credentials: {e}");
+                Err(ReloadError::Auth(e))
+            }
+        };
+        if let (Some(t), Some(slot)) = (&self.shared.cfg.tls, &self.shared.tls) {
+            match crate::conn::tls::load_server_config(t) {
+                Ok(fresh) => {
+                    slot.store(fresh);
+                    tracing::info!(cert = %t.cert, "reloaded the TLS certificate");
+                }
+                Err(e) => {
+                    tracing::error!("reload: keeping the previous TLS certificate: {e}");
+                    auth?;
+                    return Err(ReloadError::Tls(e));
+                }
+            }
+        }
+        auth
     }
 
     /// Begins the drain: stop accepting, readiness 503, close sockets with 1001 over the

@@ -9,6 +9,7 @@
 
 pub mod handshake;
 pub mod session;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -42,6 +43,8 @@ pub struct Conn {
     pub timer: Option<(Instant, u32)>,
     /// Set when closing: remove at this instant at the latest.
     pub closing: Option<Instant>,
+    /// `Some` on a TLS listener's connections; plain connections never touch it.
+    pub tls: Option<Box<tls::TlsConn>>,
 }
 
 /// Who a session belongs to and what it may do, fixed at the upgrade.
@@ -140,6 +143,7 @@ impl Conn {
         remote: SocketAddr,
         now: Instant,
         upgrade_timeout: Duration,
+        tls: Option<Box<tls::TlsConn>>,
     ) -> Conn {
         Conn {
             stream,
@@ -156,7 +160,15 @@ impl Conn {
             last_read: now,
             timer: None,
             closing: None,
+            tls,
         }
+    }
+
+    /// Bytes are waiting for the socket: outbox frames, TLS records, or the write-side shutdown.
+    pub fn wants_flush(&self) -> bool {
+        !self.outbox.is_empty()
+            || self.shut_after_flush
+            || self.tls.as_ref().is_some_and(|t| t.wants_write())
     }
 
     pub fn session(&mut self) -> Option<&mut Session> {

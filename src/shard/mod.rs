@@ -1,4 +1,4 @@
-//! A shard: one reactor thread owning a listener (SO_REUSEPORT), a slab of connections, a
+//! A shard: one reactor thread owning its listeners (SO_REUSEPORT; plain and/or TLS), a slab of connections, a
 //! timer wheel, a local channel index and the inbox ring fed by ingest.
 //!
 //! One turn: poll → accept/read → drain the ring into outboxes → fire timers → flush every
@@ -31,6 +31,8 @@ use timer::TimerWheel;
 
 pub(crate) const LISTENER: Token = Token(usize::MAX - 1);
 pub(crate) const WAKER: Token = Token(usize::MAX - 2);
+/// The second (TLS) listener when `tls.listen` is set.
+pub(crate) const TLS_LISTENER: Token = Token(usize::MAX - 3);
 /// Ring items drained per turn before flushing (bounds one turn's latency).
 pub const RING_BATCH: usize = 8192;
 const TIMER_TICK: Duration = Duration::from_millis(50);
@@ -46,6 +48,9 @@ pub struct Shared {
     pub replay: Arc<crate::ingest::ReplayBuffer>,
     /// Credentials → identity; swapped whole on SIGHUP.
     pub auth: arc_swap::ArcSwap<crate::auth::Authenticator>,
+    /// rustls server config when `[tls]` is set; swapped whole on SIGHUP (new connections
+    /// take the new certificate, established ones keep theirs).
+    pub tls: Option<arc_swap::ArcSwap<rustls::ServerConfig>>,
     /// Connection slots: global, per IP, attempts per minute per IP.
     pub limiter: crate::auth::ConnLimiter,
     pub draining: AtomicBool,
@@ -122,10 +127,24 @@ impl Ctx {
 #[derive(Debug)]
 pub struct Shard {
     poll: Poll,
-    listener: Option<TcpListener>,
+    /// Index 0: `server.listen` (token `LISTENER`); 1: `tls.listen` (token `TLS_LISTENER`).
+    listeners: [Option<Accepting>; 2],
     conns: Slab<Conn>,
     ctx: Ctx,
     drain: Option<Drain>,
+}
+
+/// One accepting socket and whether its connections speak TLS.
+#[derive(Debug)]
+pub struct Listener {
+    pub socket: StdListener,
+    pub tls: bool,
+}
+
+#[derive(Debug)]
+struct Accepting {
+    socket: TcpListener,
+    tls: bool,
 }
 
 #[derive(Debug)]
@@ -136,21 +155,31 @@ struct Drain {
 }
 
 impl Shard {
-    /// Builds shard `id` around its poll (whose waker feeds `inbox`) and listener.
+    /// Builds shard `id` around its poll (whose waker feeds `inbox`), its `server.listen`
+    /// listener and, when `tls.listen` is set, its TLS listener.
     pub fn new(
         id: usize,
         poll: Poll,
-        listener: StdListener,
+        listener: Listener,
+        tls_listener: Option<StdListener>,
         inbox: Arc<ShardInbox>,
         shared: Arc<Shared>,
     ) -> std::io::Result<Shard> {
-        let mut listener = TcpListener::from_std(listener);
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let register = |l: StdListener, token: Token, tls: bool| {
+            let mut socket = TcpListener::from_std(l);
+            poll.registry()
+                .register(&mut socket, token, Interest::READABLE)?;
+            Ok::<_, std::io::Error>(Accepting { socket, tls })
+        };
+        let main = register(listener.socket, LISTENER, listener.tls)?;
+        let second = match tls_listener {
+            Some(l) => Some(register(l, TLS_LISTENER, true)?),
+            None => None,
+        };
         let now = Instant::now();
         Ok(Shard {
             poll,
-            listener: Some(listener),
+            listeners: [Some(main), second],
             conns: Slab::with_capacity(1024),
             ctx: Ctx {
                 id,
@@ -198,7 +227,8 @@ impl Shard {
             self.ctx.now = Instant::now();
             for ev in events.iter() {
                 match ev.token() {
-                    LISTENER => self.accept(),
+                    LISTENER => self.accept(0),
+                    TLS_LISTENER => self.accept(1),
                     WAKER => {}
                     Token(key) => {
                         if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
@@ -222,14 +252,27 @@ impl Shard {
         tracing::debug!(shard = self.ctx.id, "shard stopped");
     }
 
-    fn accept(&mut self) {
+    fn accept(&mut self, which: usize) {
         loop {
-            let Some(listener) = &self.listener else {
+            let Some(listener) = &self.listeners[which] else {
                 return;
             };
-            match listener.accept() {
+            match listener.socket.accept() {
                 Ok((mut stream, remote)) => {
                     let _ = stream.set_nodelay(true);
+                    let tls = match (listener.tls, &self.ctx.shared.tls) {
+                        (false, _) => None,
+                        (true, Some(cfg)) => {
+                            match crate::conn::tls::TlsConn::new(cfg.load_full()) {
+                                Ok(t) => Some(Box::new(t)),
+                                Err(e) => {
+                                    tracing::warn!("tls session setup failed: {e}");
+                                    continue;
+                                }
+                            }
+                        }
+                        (true, None) => continue,
+                    };
                     let entry = self.conns.vacant_entry();
                     let key = entry.key();
                     let interest = Interest::READABLE | Interest::WRITABLE;
@@ -243,7 +286,7 @@ impl Shard {
                     }
                     let timeout =
                         Duration::from_millis(self.ctx.shared.cfg.server.upgrade_timeout_ms);
-                    entry.insert(Conn::new(stream, remote, self.ctx.now, timeout));
+                    entry.insert(Conn::new(stream, remote, self.ctx.now, timeout, tls));
                     self.ctx.metrics().connections_total_http.inc();
                     self.rearm(key);
                 }
@@ -291,8 +334,10 @@ impl Shard {
         }
         let now = self.ctx.now;
         if self.drain.is_none() {
-            if let Some(mut l) = self.listener.take() {
-                let _ = self.poll.registry().deregister(&mut l);
+            for l in &mut self.listeners {
+                if let Some(mut l) = l.take() {
+                    let _ = self.poll.registry().deregister(&mut l.socket);
+                }
             }
             self.drain = Some(Drain {
                 start: now,

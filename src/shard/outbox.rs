@@ -156,8 +156,22 @@ impl Outbox {
         ))
     }
 
+    /// The queued bytes as slices, the head frame starting at its write offset (the TLS path
+    /// hands these to rustls's writer, then calls [`Outbox::consume`] with what it took).
+    pub fn slices(&self) -> impl Iterator<Item = io::IoSlice<'_>> {
+        self.frames.iter().enumerate().map(|(i, f)| {
+            let b = f.bytes();
+            let off = if i == 0 {
+                self.head_offset.min(b.len())
+            } else {
+                0
+            };
+            io::IoSlice::new(&b[off..])
+        })
+    }
+
     /// Marks `n` bytes as written: pops finished frames, keeps the offset into a torn one.
-    fn consume(&mut self, mut n: usize) {
+    pub fn consume(&mut self, mut n: usize) {
         self.bytes -= n;
         while n > 0 {
             let Some(front) = self.frames.front() else {

@@ -8,6 +8,7 @@ use bytes::BytesMut;
 
 use super::{Ctx, RING_BATCH, Shard};
 use crate::conn::handshake::{self, Outcome};
+use crate::conn::tls::Pull;
 use crate::conn::{Conn, Phase, Session, session};
 use crate::event::Event;
 use crate::fanout::RingItem;
@@ -29,31 +30,12 @@ impl Shard {
         let Some(conn) = conns.get_mut(key) else {
             return;
         };
-        loop {
-            if conn.dead {
-                break;
-            }
-            match (&conn.stream).read(scratch) {
-                Ok(0) => {
-                    kill(ctx, key, conn);
-                    break;
-                }
-                Ok(n) => {
-                    conn.last_read = ctx.now;
-                    if conn.closing.is_none() {
-                        on_bytes(ctx, key, conn, &scratch[..n]);
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(_) => {
-                    kill(ctx, key, conn);
-                    break;
-                }
-            }
+        if conn.tls.is_some() {
+            tls_readable(ctx, key, conn, scratch);
+        } else {
+            plain_readable(ctx, key, conn, scratch);
         }
-        let pending = !conn.outbox.is_empty() || conn.shut_after_flush;
-        if pending {
+        if conn.wants_flush() {
             self.mark_dirty(key);
         }
         self.rearm(key);
@@ -245,6 +227,33 @@ impl Shard {
                 }
                 overflowing = s.overflow_since.is_some();
             }
+            if let Some(tls) = &mut conn.tls {
+                let shut = conn.shut_after_flush;
+                match tls.flush(&mut conn.outbox, &conn.stream, shut) {
+                    Ok((plain, wire, calls)) => {
+                        m.writev_calls.add(calls);
+                        m.bytes_written.add(wire as u64);
+                        ctx.outbox_bytes -= plain as i64;
+                    }
+                    Err(_) => {
+                        kill(ctx, key, conn);
+                        continue;
+                    }
+                }
+                if tls.all_written(&conn.outbox) {
+                    if let Phase::Ws(s) = &mut conn.phase {
+                        s.overflow_since = None;
+                    }
+                    if conn.shut_after_flush {
+                        conn.shut_after_flush = false;
+                        let _ = conn.stream.shutdown(std::net::Shutdown::Write);
+                    }
+                }
+                if overflowing {
+                    self.rearm(key);
+                }
+                continue;
+            }
             let mut all_written = conn.outbox.is_empty();
             if !conn.outbox.is_empty() {
                 m.writev_calls.inc();
@@ -311,6 +320,68 @@ impl Shard {
         m.outbox_bytes
             .add(std::mem::take(&mut self.ctx.outbox_bytes));
     }
+}
+
+/// Plain TCP: read until the socket would block, handing each chunk to `on_bytes`.
+fn plain_readable(ctx: &mut Ctx, key: usize, conn: &mut Conn, scratch: &mut [u8]) {
+    loop {
+        if conn.dead {
+            break;
+        }
+        match (&conn.stream).read(scratch) {
+            Ok(0) => {
+                kill(ctx, key, conn);
+                break;
+            }
+            Ok(n) => {
+                conn.last_read = ctx.now;
+                if conn.closing.is_none() {
+                    on_bytes(ctx, key, conn, &scratch[..n]);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => {
+                kill(ctx, key, conn);
+                break;
+            }
+        }
+    }
+}
+
+/// TLS: read and decrypt until the socket would block; plaintext goes to `on_bytes` exactly
+/// as on plain TCP. A handshake error or bad record counts `tls` and closes the socket.
+fn tls_readable(ctx: &mut Ctx, key: usize, conn: &mut Conn, scratch: &mut [u8]) {
+    let Some(mut tls) = conn.tls.take() else {
+        return;
+    };
+    loop {
+        if conn.dead {
+            break;
+        }
+        let pull = tls.pull(&conn.stream);
+        match pull {
+            Pull::Data | Pull::DataThenClosed => {
+                conn.last_read = ctx.now;
+                while let Some(n) = tls.read_plain(scratch) {
+                    if conn.closing.is_none() && !conn.dead {
+                        on_bytes(ctx, key, conn, &scratch[..n]);
+                    }
+                }
+                if pull == Pull::DataThenClosed {
+                    kill(ctx, key, conn);
+                }
+            }
+            Pull::WouldBlock => break,
+            Pull::Closed => kill(ctx, key, conn),
+            Pull::Rejected => {
+                ctx.metrics().reject("tls");
+                tracing::info!(remote = %conn.remote, "tls handshake or record error; closing");
+                kill(ctx, key, conn);
+            }
+        }
+    }
+    conn.tls = Some(tls);
 }
 
 /// Bytes read from a connection that is not closing.

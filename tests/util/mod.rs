@@ -217,3 +217,112 @@ pub fn start_kafka(f: impl FnOnce(&mut Config)) -> Server {
         f(c)
     })
 }
+
+/// A self-signed certificate for `localhost` written to PEM files in a fresh temp directory.
+pub struct TestCert {
+    pub cert_path: String,
+    pub key_path: String,
+    pub der: rustls::pki_types::CertificateDer<'static>,
+}
+
+/// Generates a self-signed `localhost` certificate and writes it as `<tag>.crt`/`<tag>.key`
+/// under a per-process temp directory (overwriting, which is what a reload test wants).
+pub fn write_test_cert(dir_tag: &str, tag: &str) -> TestCert {
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])
+        .expect("rcgen generates a cert");
+    let dir = std::env::temp_dir().join(format!("fanline-tls-{}-{dir_tag}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let cert_path = dir.join(format!("{tag}.crt"));
+    let key_path = dir.join(format!("{tag}.key"));
+    std::fs::write(&cert_path, ck.cert.pem()).expect("write cert");
+    std::fs::write(&key_path, ck.signing_key.serialize_pem()).expect("write key");
+    TestCert {
+        cert_path: cert_path.to_string_lossy().into_owned(),
+        key_path: key_path.to_string_lossy().into_owned(),
+        der: ck.cert.der().clone(),
+    }
+}
+
+/// A rustls client config trusting exactly `roots` (ring provider).
+pub fn tls_client_config(
+    roots: &[&rustls::pki_types::CertificateDer<'static>],
+) -> std::sync::Arc<rustls::ClientConfig> {
+    let mut store = rustls::RootCertStore::empty();
+    for r in roots {
+        store.add((*r).clone()).expect("test root is valid");
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_root_certificates(store)
+        .with_no_client_auth();
+    std::sync::Arc::new(cfg)
+}
+
+/// Opens a wss:// connection to `addr` (SNI `localhost`) trusting `roots`, without reading
+/// the welcome frame.
+pub async fn try_connect_wss(
+    addr: SocketAddr,
+    roots: &[&rustls::pki_types::CertificateDer<'static>],
+) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let url = format!("wss://localhost:{}/v1/ws", addr.port());
+    let connector = tokio_tungstenite::Connector::Rustls(tls_client_config(roots));
+    let (ws, _) =
+        tokio_tungstenite::client_async_tls_with_config(url, tcp, None, Some(connector)).await?;
+    Ok(ws)
+}
+
+/// Connects over wss:// and reads the welcome frame.
+pub async fn connect_wss(
+    addr: SocketAddr,
+    roots: &[&rustls::pki_types::CertificateDer<'static>],
+) -> Ws {
+    let mut ws = tokio::time::timeout(Duration::from_secs(10), try_connect_wss(addr, roots))
+        .await
+        .expect("wss connects within 10 s")
+        .expect("wss connects");
+    let w = next_json(&mut ws).await;
+    assert_eq!(w["type"], "welcome", "{w}");
+    ws
+}
+
+/// The leaf certificate the server presented on a wss:// connection.
+pub fn peer_cert(ws: &Ws) -> rustls::pki_types::CertificateDer<'static> {
+    match ws.get_ref() {
+        tokio_tungstenite::MaybeTlsStream::Rustls(t) => t
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .expect("server presented a certificate")
+            .clone()
+            .into_owned(),
+        _ => panic!("not a TLS stream"),
+    }
+}
+
+/// One HTTP/1.1 request over TLS (SNI `localhost`); returns (status, body).
+pub async fn https(
+    addr: SocketAddr,
+    roots: &[&rustls::pki_types::CertificateDer<'static>],
+    path: &str,
+) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let connector = tokio_rustls::TlsConnector::from(tls_client_config(roots));
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("server name");
+    let mut tls = connector.connect(name, tcp).await.expect("tls handshake");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    tls.write_all(req.as_bytes()).await.expect("write request");
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut out)).await;
+    let out = String::from_utf8_lossy(&out).into_owned();
+    let status = out.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
