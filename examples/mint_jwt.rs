@@ -20,20 +20,26 @@ fn main() {
         }
     };
     let key = match alg {
-        Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => Ok(EncodingKey::from_secret(args[2].as_bytes())),
-        Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512 => {
-            std::fs::read(&args[2]).map_err(|e| e.to_string()).and_then(|p| EncodingKey::from_rsa_pem(&p).map_err(|e| e.to_string()))
+        Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => {
+            Ok(EncodingKey::from_secret(args[2].as_bytes()))
         }
-        Algorithm::ES256 | Algorithm::ES384 => {
-            std::fs::read(&args[2]).map_err(|e| e.to_string()).and_then(|p| EncodingKey::from_ec_pem(&p).map_err(|e| e.to_string()))
-        }
+        Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512 => std::fs::read(&args[2])
+            .map_err(|e| e.to_string())
+            .and_then(|p| EncodingKey::from_rsa_pem(&p).map_err(|e| e.to_string())),
+        Algorithm::ES256 | Algorithm::ES384 => std::fs::read(&args[2])
+            .map_err(|e| e.to_string())
+            .and_then(|p| EncodingKey::from_ec_pem(&p).map_err(|e| e.to_string())),
         other => Err(format!("{other:?} is not supported here")),
     };
     let key = key.unwrap_or_else(|e| {
         eprintln!("mint_jwt: {e}");
         std::process::exit(2);
     });
-    let exp = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) + 3600;
+    let exp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+        + 3600;
     let sub = args.get(3).map(String::as_str).unwrap_or("bench");
     let mut claims = serde_json::json!({"sub": sub, "exp": exp, "channels": ["bench", "bench-*"]});
     if let Some(aud) = args.get(4) {
