@@ -4,6 +4,8 @@
 //! never dropped once partly written (the peer would see a torn frame); overflow drops the
 //! OLDEST event frame (control frames such as acks and close are never dropped) and reports
 //! which event it was so the connection can send `gap`. Allocates only when it grows.
+//! The transport is fixed per outbox (`sse`): an event is queued as [`Frame::Event`] (writes
+//! `ws_frame`) or [`Frame::Sse`] (writes `sse_frame`), so the flush path never branches on it.
 
 use std::collections::VecDeque;
 use std::io;
@@ -20,6 +22,8 @@ use crate::io::IoVecs;
 pub enum Frame {
     /// A fan-out delivery: writes `event.ws_frame`; droppable under pressure.
     Event(Arc<Event>),
+    /// A fan-out delivery on a Server-Sent Events stream: writes `event.sse_frame`.
+    Sse(Arc<Event>),
     /// A protocol frame (ack, pong, gap, close, HTTP response): never dropped.
     Control(Bytes),
 }
@@ -29,7 +33,17 @@ impl Frame {
     pub fn bytes(&self) -> &Bytes {
         match self {
             Frame::Event(e) => &e.ws_frame,
+            Frame::Sse(e) => &e.sse_frame,
             Frame::Control(b) => b,
+        }
+    }
+
+    /// The event of a fan-out delivery (either transport).
+    #[inline]
+    pub fn event(&self) -> Option<&Arc<Event>> {
+        match self {
+            Frame::Event(e) | Frame::Sse(e) => Some(e),
+            Frame::Control(_) => None,
         }
     }
 }
@@ -40,6 +54,8 @@ pub struct Outbox {
     frames: VecDeque<Frame>,
     head_offset: usize,
     bytes: usize,
+    /// Events are written as SSE messages instead of WebSocket frames.
+    sse: bool,
 }
 
 /// Result of a flush.
@@ -52,6 +68,10 @@ pub enum Flushed {
 }
 
 impl Outbox {
+    /// Switches event encoding to Server-Sent Events (set once, before any event is queued).
+    pub fn set_sse(&mut self, sse: bool) {
+        self.sse = sse;
+    }
     pub fn len(&self) -> usize {
         self.frames.len()
     }
@@ -73,7 +93,11 @@ impl Outbox {
         max_bytes: usize,
         mut on_drop: impl FnMut(&Event),
     ) {
-        let len = ev.ws_frame.len();
+        let len = if self.sse {
+            ev.sse_frame.len()
+        } else {
+            ev.ws_frame.len()
+        };
         while !self.frames.is_empty()
             && (self.frames.len() >= max_frames || self.bytes + len > max_bytes)
         {
@@ -87,7 +111,11 @@ impl Outbox {
             return;
         }
         self.bytes += len;
-        self.frames.push_back(Frame::Event(ev.clone()));
+        self.frames.push_back(if self.sse {
+            Frame::Sse(ev.clone())
+        } else {
+            Frame::Event(ev.clone())
+        });
     }
 
     /// Queues a control frame at the back (never dropped, not counted against the caps).
@@ -110,7 +138,7 @@ impl Outbox {
         self.frames.retain(|f| {
             let keep = (keep_head && i == 0) || matches!(f, Frame::Control(_));
             i += 1;
-            if !keep && let Frame::Event(e) = f {
+            if !keep && let Some(e) = f.event() {
                 on_drop(e);
             }
             keep
@@ -124,14 +152,13 @@ impl Outbox {
             .frames
             .iter()
             .skip(skip)
-            .position(|f| matches!(f, Frame::Event(_)))?
+            .position(|f| f.event().is_some())?
             + skip;
-        match self.frames.remove(idx) {
-            Some(Frame::Event(e)) => {
-                self.bytes -= e.ws_frame.len();
-                Some(e)
-            }
-            _ => None,
+        let f = self.frames.remove(idx)?;
+        self.bytes -= f.bytes().len();
+        match f {
+            Frame::Event(e) | Frame::Sse(e) => Some(e),
+            Frame::Control(_) => None,
         }
     }
 
@@ -225,6 +252,22 @@ mod tests {
             .collect();
         assert_eq!(kept, vec![3, 4]);
         assert!(matches!(o.iter().next(), Some(Frame::Control(_))));
+    }
+
+    #[test]
+    fn sse_outbox_queues_and_counts_sse_frames() {
+        let mut o = Outbox::default();
+        o.set_sse(true);
+        let e = ev(0, 10);
+        let cap = e.sse_frame.len() * 2;
+        let mut n = 0;
+        for i in 0..3 {
+            o.push_event(&ev(i, 10), 1000, cap, |_| n += 1);
+        }
+        assert_eq!(n, 1);
+        assert_eq!(o.bytes(), cap);
+        assert!(o.iter().all(|f| matches!(f, Frame::Sse(_))));
+        assert!(o.iter().next().unwrap().bytes().starts_with(b"id: t/0/1\n"));
     }
 
     #[test]
