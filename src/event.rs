@@ -59,7 +59,8 @@ impl Event {
         let (header, hlen) = ws::frame_header(ws::OpCode::Text, json.len());
         // One buffer: [ws header | json][id: …\nevent: …\ndata: json\n\n], sliced twice.
         let id_len = parts.topic.len() + 24;
-        let mut frame = Vec::with_capacity(2 * json.len() + hlen + id_len + parts.channel.len() + 24);
+        let mut frame =
+            Vec::with_capacity(2 * json.len() + hlen + id_len + parts.channel.len() + 24);
         frame.extend_from_slice(&header[..hlen]);
         frame.extend_from_slice(&json);
         let ws_len = frame.len();

@@ -185,7 +185,11 @@ fn last_event_id_resumes_the_partition_with_no_gap_and_no_duplicate() {
     );
     assert_eq!(q.subscribed()["replayed"], 5);
     assert_eq!(q.next_msg().json()["data"]["seq"], 3);
-    let bad = open(s.local_addr, "/v1/sse?channels=c", "Last-Event-ID: nope\r\n");
+    let bad = open(
+        s.local_addr,
+        "/v1/sse?channels=c",
+        "Last-Event-ID: nope\r\n",
+    );
     assert_eq!(bad.status, 400);
 }
 

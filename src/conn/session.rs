@@ -115,10 +115,7 @@ fn subscribe(
 }
 
 /// The user filter ANDed with the identity's forced filter.
-fn combine(
-    filter: Option<&serde_json::Value>,
-    s: &Session,
-) -> Result<Option<Arc<Filter>>, String> {
+fn combine(filter: Option<&serde_json::Value>, s: &Session) -> Result<Option<Arc<Filter>>, String> {
     let user = filter.map(Filter::parse).transpose()?;
     Ok(match (user, &s.forced_filter) {
         (Some(u), Some(f)) => Some(Arc::new(u.and(f))),

@@ -45,7 +45,12 @@ pub fn parse_request(head: &Head<'_, '_>) -> Result<SseRequest, String> {
     let mut filter: Map<String, Value> = Map::new();
     let mut since_q = None;
     let mut n_filters = 0;
-    for kv in head.query.unwrap_or("").split('&').filter(|s| !s.is_empty()) {
+    for kv in head
+        .query
+        .unwrap_or("")
+        .split('&')
+        .filter(|s| !s.is_empty())
+    {
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
         let v = percent_decode(v).ok_or_else(|| format!("bad percent-encoding in {k:?}"))?;
         if k == "channels" {
@@ -107,7 +112,10 @@ pub fn parse_event_id(v: &[u8]) -> Result<(String, i32, i64), String> {
     let s = std::str::from_utf8(v).map_err(|_| bad())?.trim();
     let (rest, offset) = s.rsplit_once('/').ok_or_else(bad)?;
     let (topic, p) = rest.rsplit_once('/').ok_or_else(bad)?;
-    let (p, offset) = (p.parse().map_err(|_| bad())?, offset.parse().map_err(|_| bad())?);
+    let (p, offset) = (
+        p.parse().map_err(|_| bad())?,
+        offset.parse().map_err(|_| bad())?,
+    );
     if topic.is_empty() || p < 0 {
         return Err(bad());
     }
@@ -209,7 +217,11 @@ mod tests {
             r.since.unwrap(),
             vec![("t".to_string(), 0, 5), ("t".to_string(), 1, 7)]
         );
-        let r = req("/v1/sse?channels=a&since=t/0:5", "Last-Event-ID: x.y/2/9\r\n").unwrap();
+        let r = req(
+            "/v1/sse?channels=a&since=t/0:5",
+            "Last-Event-ID: x.y/2/9\r\n",
+        )
+        .unwrap();
         assert_eq!(r.since.unwrap(), vec![("x.y".to_string(), 2, 9)]);
     }
 

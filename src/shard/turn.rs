@@ -196,7 +196,8 @@ impl Shard {
                         }
                     }
                     Phase::Ws(s) => {
-                        if !s.sse && now.saturating_duration_since(conn.last_read) >= hb.mul_f32(1.5)
+                        if !s.sse
+                            && now.saturating_duration_since(conn.last_read) >= hb.mul_f32(1.5)
                         {
                             m.closed_heartbeat.inc();
                             tracing::info!(connection_id = %s.id, "peer silent past 1.5x heartbeat; closing");

@@ -87,7 +87,10 @@ pub async fn connect(spec: &ClientSpec, shared: &Shared) -> anyhow::Result<(SseS
     }
     let mut s = SseStream { r, line };
     loop {
-        let d = s.next_data().await.context("stream ended before subscribed")?;
+        let d = s
+            .next_data()
+            .await
+            .context("stream ended before subscribed")?;
         if d.contains("\"subscribed\"") {
             break;
         }
