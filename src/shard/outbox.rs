@@ -4,8 +4,9 @@
 //! never dropped once partly written (the peer would see a torn frame); overflow drops the
 //! OLDEST event frame (control frames such as acks and close are never dropped) and reports
 //! which event it was so the connection can send `gap`. Allocates only when it grows.
-//! The transport is fixed per outbox (`sse`): an event is queued as [`Frame::Event`] (writes
-//! `ws_frame`) or [`Frame::Sse`] (writes `sse_frame`), so the flush path never branches on it.
+//! The transport is fixed per outbox (`sse`): a queued [`Frame::Event`] is written (and
+//! counted) as `event.ws_frame`, or as `event.sse_frame` on a Server-Sent Events stream; the
+//! flush picks the encoding once per writev, so the WebSocket path is unchanged.
 
 use std::collections::VecDeque;
 use std::io;
@@ -20,31 +21,36 @@ use crate::io::IoVecs;
 /// One queued frame.
 #[derive(Debug)]
 pub enum Frame {
-    /// A fan-out delivery: writes `event.ws_frame`; droppable under pressure.
+    /// A fan-out delivery: writes `event.ws_frame` (`sse_frame` on an SSE outbox); droppable
+    /// under pressure.
     Event(Arc<Event>),
-    /// A fan-out delivery on a Server-Sent Events stream: writes `event.sse_frame`.
-    Sse(Arc<Event>),
     /// A protocol frame (ack, pong, gap, close, HTTP response): never dropped.
     Control(Bytes),
 }
 
 impl Frame {
+    /// The bytes to write on a WebSocket.
     #[inline]
     pub fn bytes(&self) -> &Bytes {
         match self {
             Frame::Event(e) => &e.ws_frame,
-            Frame::Sse(e) => &e.sse_frame,
             Frame::Control(b) => b,
         }
     }
 
-    /// The event of a fan-out delivery (either transport).
+    /// The bytes to write on a Server-Sent Events stream.
     #[inline]
-    pub fn event(&self) -> Option<&Arc<Event>> {
+    pub fn sse_bytes(&self) -> &Bytes {
         match self {
-            Frame::Event(e) | Frame::Sse(e) => Some(e),
-            Frame::Control(_) => None,
+            Frame::Event(e) => &e.sse_frame,
+            Frame::Control(b) => b,
         }
+    }
+
+    /// The bytes to write in the given transport.
+    #[inline]
+    pub fn encoded(&self, sse: bool) -> &Bytes {
+        if sse { self.sse_bytes() } else { self.bytes() }
     }
 }
 
@@ -111,11 +117,7 @@ impl Outbox {
             return;
         }
         self.bytes += len;
-        self.frames.push_back(if self.sse {
-            Frame::Sse(ev.clone())
-        } else {
-            Frame::Event(ev.clone())
-        });
+        self.frames.push_back(Frame::Event(ev.clone()));
     }
 
     /// Queues a control frame at the back (never dropped, not counted against the caps).
@@ -138,7 +140,7 @@ impl Outbox {
         self.frames.retain(|f| {
             let keep = (keep_head && i == 0) || matches!(f, Frame::Control(_));
             i += 1;
-            if !keep && let Some(e) = f.event() {
+            if !keep && let Frame::Event(e) = f {
                 on_drop(e);
             }
             keep
@@ -152,18 +154,24 @@ impl Outbox {
             .frames
             .iter()
             .skip(skip)
-            .position(|f| f.event().is_some())?
+            .position(|f| matches!(f, Frame::Event(_)))?
             + skip;
         let f = self.frames.remove(idx)?;
-        self.bytes -= f.bytes().len();
+        self.bytes -= f.encoded(self.sse).len();
         match f {
-            Frame::Event(e) | Frame::Sse(e) => Some(e),
+            Frame::Event(e) => Some(e),
             Frame::Control(_) => None,
         }
     }
 
     fn recount(&mut self) {
-        self.bytes = self.frames.iter().map(|f| f.bytes().len()).sum::<usize>() - self.head_offset;
+        let sse = self.sse;
+        self.bytes = self
+            .frames
+            .iter()
+            .map(|f| f.encoded(sse).len())
+            .sum::<usize>()
+            - self.head_offset;
     }
 
     /// Writes everything queued with ONE writev (up to IOV_MAX frames). Returns bytes written.
@@ -171,7 +179,15 @@ impl Outbox {
         if self.frames.is_empty() {
             return Ok((0, Flushed::All));
         }
-        let n = iov.write_frames(fd, self.head_offset, self.frames.iter().map(Frame::bytes))?;
+        let n = if self.sse {
+            iov.write_frames(
+                fd,
+                self.head_offset,
+                self.frames.iter().map(Frame::sse_bytes),
+            )?
+        } else {
+            iov.write_frames(fd, self.head_offset, self.frames.iter().map(Frame::bytes))?
+        };
         self.consume(n);
         Ok((
             n,
@@ -190,7 +206,7 @@ impl Outbox {
             let Some(front) = self.frames.front() else {
                 break;
             };
-            let rest = front.bytes().len() - self.head_offset;
+            let rest = front.encoded(self.sse).len() - self.head_offset;
             if n >= rest {
                 n -= rest;
                 self.head_offset = 0;
@@ -266,8 +282,20 @@ mod tests {
         }
         assert_eq!(n, 1);
         assert_eq!(o.bytes(), cap);
-        assert!(o.iter().all(|f| matches!(f, Frame::Sse(_))));
-        assert!(o.iter().next().unwrap().bytes().starts_with(b"id: t/0/1\n"));
+        let first = o.iter().next().unwrap().encoded(true);
+        assert!(first.starts_with(b"id: t/0/1\n"));
+        let (l, r) = std::os::unix::net::UnixStream::pair().unwrap();
+        let mut iov = IoVecs::default();
+        o.consume(4);
+        assert_eq!(o.flush(&l, &mut iov).unwrap().1, Flushed::All);
+        drop(l);
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(&mut &r, &mut out).unwrap();
+        assert!(
+            out.starts_with(b"/0/1\nevent: c\ndata: {"),
+            "torn head resumes"
+        );
+        assert_eq!(out.len(), cap - 4);
     }
 
     #[test]
