@@ -292,7 +292,7 @@ mod tests {
         let mut out = Vec::new();
         std::io::Read::read_to_end(&mut &r, &mut out).unwrap();
         assert!(
-            out.starts_with(b"/0/1\nevent: c\ndata: {"),
+            out.starts_with(b"t/0/1\nevent: c\ndata: {"),
             "torn head resumes"
         );
         assert_eq!(out.len(), cap - 4);
