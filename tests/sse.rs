@@ -283,3 +283,21 @@ fn a_non_reading_sse_client_gets_drops_counted_and_a_gap_event() {
     assert_eq!(gap["reason"], "slow_consumer");
     assert!(gap["dropped"].as_u64().unwrap() > 0);
 }
+
+#[test]
+fn shutdown_drain_ends_the_stream_and_new_streams_get_503() {
+    let s = start(|c| c.server.drain_ms = 300);
+    let mut c = open(s.local_addr, "/v1/sse?channels=c", "");
+    c.subscribed();
+    s.begin_shutdown();
+    let end = Instant::now() + Duration::from_secs(5);
+    // Only comments or nothing until EOF: no WebSocket close frame bytes on an SSE stream.
+    while let Some(m) = c.next() {
+        assert!(m.comment || m.event.is_some(), "{m:?}");
+        assert!(Instant::now() < end, "stream not closed by the drain");
+    }
+    // The listener may already be gone (0 = refused); if it answers, it is 503.
+    let late = http(s.local_addr, "GET", "/v1/sse?channels=c", None).0;
+    assert!(late == 503 || late == 0, "503 or refused, got {late}");
+    s.join();
+}
