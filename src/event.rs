@@ -3,6 +3,8 @@
 //! The ingest thread builds an `Event` per record; every shard and every connection then shares
 //! it through an `Arc`, and every WebSocket delivery is a clone of [`Event::ws_frame`] (O(1), a
 //! reference-count increment). Nothing about an `Event` changes after it is built.
+//! The Server-Sent Events encoding ([`Event::sse_frame`]) is built at the same time, in the
+//! same allocation, so an SSE delivery costs the same as a WebSocket one.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -43,6 +45,9 @@ pub struct Event {
     pub ws_frame: Bytes,
     /// Byte range of the JSON envelope inside `ws_frame` (for SSE / REST transports).
     pub json_start: usize,
+    /// The same envelope as one SSE message:
+    /// `id: <topic>/<partition>/<offset>\nevent: <channel>\ndata: <envelope>\n\n`.
+    pub sse_frame: Bytes,
     /// When ingest built this event (for the ingest→write histogram).
     pub ingested_at: Instant,
 }
@@ -52,9 +57,18 @@ impl Event {
     pub fn new(parts: EventParts<'_>, data: serde_json::Value) -> Event {
         let json = encode_envelope(&parts);
         let (header, hlen) = ws::frame_header(ws::OpCode::Text, json.len());
-        let mut frame = Vec::with_capacity(hlen + json.len());
+        // One buffer: [ws header | json][id: …\nevent: …\ndata: json\n\n], sliced twice.
+        let id_len = parts.topic.len() + 24;
+        let mut frame =
+            Vec::with_capacity(2 * json.len() + hlen + id_len + parts.channel.len() + 24);
         frame.extend_from_slice(&header[..hlen]);
         frame.extend_from_slice(&json);
+        let ws_len = frame.len();
+        push_sse_head(&mut frame, &parts);
+        frame.extend_from_slice(b"data: ");
+        frame.extend_from_slice(&json);
+        frame.extend_from_slice(b"\n\n");
+        let all = Bytes::from(frame);
         Event {
             channel: parts.channel.into(),
             topic: parts.topic.clone(),
@@ -63,8 +77,9 @@ impl Event {
             ts_ms: parts.ts_ms,
             correlation_id: parts.correlation_id.map(Into::into),
             data,
-            ws_frame: Bytes::from(frame),
+            ws_frame: all.slice(..ws_len),
             json_start: hlen,
+            sse_frame: all.slice(ws_len..),
             ingested_at: Instant::now(),
         }
     }
@@ -106,6 +121,19 @@ fn encode_envelope(p: &EventParts<'_>) -> Vec<u8> {
     out
 }
 
+/// `id: t/p/o\nevent: <channel>\n`. Line breaks in a channel name would end the SSE field, so
+/// they are replaced (channel names never contain them in practice).
+fn push_sse_head(out: &mut Vec<u8>, p: &EventParts<'_>) {
+    use std::io::Write;
+    let _ = write!(out, "id: {}/{}/{}\nevent: ", p.topic, p.partition, p.offset);
+    out.extend(
+        p.channel
+            .bytes()
+            .map(|b| if b == b'\n' || b == b'\r' { b' ' } else { b }),
+    );
+    out.push(b'\n');
+}
+
 /// Appends `s` as a JSON string literal.
 pub fn push_json_str(out: &mut Vec<u8>, s: &str) {
     // serde_json's string escaping cannot fail for a &str into a Vec.
@@ -140,5 +168,11 @@ mod tests {
         assert_eq!(v["event_type"], "issue.created");
         assert!(v.get("correlation_id").is_none());
         assert_eq!(ev.ws_frame.len(), ev.json_start + ev.json().len());
+        let sse = std::str::from_utf8(&ev.sse_frame).unwrap();
+        let json = std::str::from_utf8(&ev.json()).unwrap().to_string();
+        assert_eq!(
+            sse,
+            format!("id: issues.enriched/1/42\nevent: issues\"x\ndata: {json}\n\n")
+        );
     }
 }

@@ -145,3 +145,46 @@ fn a_missing_cert_is_a_startup_error_naming_the_setting() {
     let err = fanline::server::Server::start(cfg).expect_err("startup fails");
     assert!(err.to_string().contains("tls.cert"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse_over_tls_streams_sse_encoded_events() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let cert = write_test_cert("sse", "a");
+    let s = start(|c| c.tls = Some(tls_cfg(&cert, None)));
+    let connector = tokio_rustls::TlsConnector::from(tls_client_config(&[&cert.der]));
+    let tcp = tokio::net::TcpStream::connect(s.local_addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = connector.connect(name, tcp).await.unwrap();
+    tls.write_all(b"GET /v1/sse?channels=issues HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = String::new();
+    let mut buf = [0u8; 4096];
+    let mut published = false;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !got.contains("over tls sse") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no SSE event over TLS: {got:?}"
+        );
+        if !published && got.contains("event: subscribed") {
+            publish(&s, "issues", json!({"title": "over tls sse"}));
+            published = true;
+        }
+        if let Ok(Ok(n)) =
+            tokio::time::timeout(Duration::from_millis(200), tls.read(&mut buf)).await
+        {
+            assert!(n > 0, "stream ended: {got:?}");
+            got.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    }
+    assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+    let ev = got
+        .split("\n\n")
+        .find(|e| e.contains("over tls sse"))
+        .unwrap();
+    assert!(
+        ev.contains("event: issues") && ev.contains("\ndata: {\"type\":\"event\""),
+        "SSE framing, not WebSocket: {ev:?}"
+    );
+}

@@ -1,5 +1,6 @@
 //! The HTTP phase: one request head → a one-shot response (health, errors) or a WebSocket
-//! upgrade. Every check that can refuse a client runs here, BEFORE the 101.
+//! upgrade. Every check that can refuse a client runs here, BEFORE the 101 (or, for a
+//! Server-Sent Events stream on `/v1/sse`, before its `200`: same limits and auth).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,6 +18,8 @@ pub struct Admitted {
     pub permit: ConnPermit,
     pub forced_filter: Option<Arc<Filter>>,
     pub client_ip: std::net::IpAddr,
+    /// Set for a Server-Sent Events stream: what it subscribes to at open.
+    pub sse: Option<super::sse::SseRequest>,
 }
 
 /// What to do with a complete (or failed) request head.
@@ -52,7 +55,8 @@ pub fn on_head(shared: &Shared, m: &ShardMetrics, buf: &[u8], remote: SocketAddr
         }
     };
     let echo = shared.cfg.testing.echo_path.as_deref() == Some(head.path);
-    if !echo && !shared.cfg.server.ws_paths.iter().any(|p| p == head.path) {
+    let is_sse = !echo && head.path == super::sse::PATH;
+    if !echo && !is_sse && !shared.cfg.server.ws_paths.iter().any(|p| p == head.path) {
         return Outcome::Respond(plain_route(shared, &head));
     }
     let auth = shared.auth.load();
@@ -63,7 +67,13 @@ pub fn on_head(shared: &Shared, m: &ShardMetrics, buf: &[u8], remote: SocketAddr
         tracing::warn!(reason, status, remote = %ip, path = head.path, query = query.as_deref().unwrap_or(""), "upgrade refused: {msg}");
         Outcome::Respond(http::error_response(status, reason, msg, extra))
     };
+    let sse = match is_sse.then(|| super::sse::parse_request(&head)) {
+        Some(Err(msg)) => return refuse(400, "bad_request", &msg, &[]),
+        Some(Ok(r)) => Some(r),
+        None => None,
+    };
     let key = match http::check_upgrade(&head) {
+        _ if sse.is_some() => &b""[..],
         Ok(k) => k,
         Err((status, msg)) => {
             let extra: &[(&str, &str)] = if status == 426 {
@@ -123,8 +133,19 @@ pub fn on_head(shared: &Shared, m: &ShardMetrics, buf: &[u8], remote: SocketAddr
         Ok(f) => f.map(Arc::new),
         Err(e) => return refuse(401, "unauthorized", &format!("filter claim: {e}"), &[]),
     };
+    if let Some(ch) = sse
+        .as_ref()
+        .and_then(|r| r.channels.iter().find(|c| !identity.allows(c)))
+    {
+        let msg = format!("not allowed to subscribe to {ch:?}");
+        return refuse(403, "forbidden_channel", &msg, &[]);
+    }
+    let response = match &sse {
+        Some(_) => super::sse::response_head(),
+        None => http::switching_protocols(key, identity.subprotocol),
+    };
     Outcome::Upgrade {
-        response: http::switching_protocols(key, identity.subprotocol),
+        response,
         echo,
         leftover: buf[head.len..].to_vec(),
         admitted: Box::new(Admitted {
@@ -132,6 +153,7 @@ pub fn on_head(shared: &Shared, m: &ShardMetrics, buf: &[u8], remote: SocketAddr
             permit,
             forced_filter,
             client_ip: ip,
+            sse,
         }),
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod handshake;
 pub mod session;
+pub mod sse;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -76,6 +77,9 @@ pub struct Session {
     pub id: Box<str>,
     /// The conformance echo route: echo data messages, no fanline protocol.
     pub echo: bool,
+    /// A Server-Sent Events stream (`GET /v1/sse`): events as `sse_frame`, `:` heartbeats, no
+    /// inbound protocol (reads are discarded), no close frame.
+    pub sse: bool,
     pub decoder: Decoder,
     pub rbuf: BytesMut,
     pub subs: Vec<Sub>,
@@ -183,6 +187,7 @@ impl Conn {
     pub fn close(&mut self, code: u16, reason: &str, now: Instant) {
         if let Phase::Ws(s) = &mut self.phase
             && !s.close_sent
+            && !s.sse
         {
             s.close_sent = true;
             self.outbox
@@ -203,7 +208,12 @@ impl Conn {
             Phase::Http { deadline, .. } => *deadline,
             Phase::Ws(s) => {
                 let silent = self.last_read + heartbeat.mul_f32(1.5);
-                let mut d = s.next_ping.min(silent);
+                // An SSE client never sends: only the heartbeat is due.
+                let mut d = if s.sse {
+                    s.next_ping
+                } else {
+                    s.next_ping.min(silent)
+                };
                 if let Some(o) = s.overflow_since {
                     d = d.min(o + slow_close);
                 }
@@ -224,6 +234,7 @@ impl Conn {
         Some(serde_json::json!({
             "id": &*s.id,
             "identity": &*s.peer.identity.id,
+            "transport": if s.sse { "sse" } else { "ws" },
             "remote": s.peer.client_ip.to_string(),
             "connected_at": unix(s.connected_at),
             "last_heartbeat": unix(self.last_read),

@@ -1,11 +1,14 @@
 //! A WebSocket session's inbound side: decoded messages → protocol actions (subscribe,
-//! unsubscribe, ping), echo on the conformance route, and the close handshake.
+//! unsubscribe, ping), echo on the conformance route, and the close handshake; and the
+//! subscription core ([`attach`]) that a Server-Sent Events stream uses at open.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::{Conn, Phase, Sub};
+use super::sse::{self, SseRequest};
+use super::{Conn, Phase, Session, Sub};
+use crate::event::Event;
 use crate::protocol::{ClientMessage, Filter, Since, server};
 use crate::shard::Ctx;
 use crate::shard::index::Entry;
@@ -91,26 +94,69 @@ fn subscribe(
             &format!("not allowed to subscribe to {ch:?}"),
         ));
     }
-    let user = match filter.map(Filter::parse).transpose() {
+    let combined = match combine(filter, s) {
         Ok(f) => f,
         Err(e) => return conn.outbox.push_control(fail("bad_filter", &e)),
     };
-    let combined = match (user, &s.forced_filter) {
+    if let Err(e) = check_room(ctx, s, channels) {
+        return conn.outbox.push_control(fail("too_many_subscriptions", &e));
+    }
+    let Some(r) = attach(ctx, key, s, channels, combined, since.as_ref()) else {
+        return conn
+            .outbox
+            .push_control(server::subscribed(id, channels, None));
+    };
+    conn.outbox.push_control(server::subscribed(
+        id,
+        channels,
+        Some((r.recovered, r.reason.as_deref(), r.events.len())),
+    ));
+    push_replayed(ctx, conn, &r.events);
+}
+
+/// The user filter ANDed with the identity's forced filter.
+fn combine(filter: Option<&serde_json::Value>, s: &Session) -> Result<Option<Arc<Filter>>, String> {
+    let user = filter.map(Filter::parse).transpose()?;
+    Ok(match (user, &s.forced_filter) {
         (Some(u), Some(f)) => Some(Arc::new(u.and(f))),
         (Some(u), None) => Some(Arc::new(u)),
         (None, f) => f.clone(),
-    };
+    })
+}
+
+/// `max_subscriptions` after adding `channels`.
+fn check_room(ctx: &Ctx, s: &Session, channels: &[String]) -> Result<(), String> {
     let new = channels
         .iter()
         .filter(|c| !s.subs.iter().any(|x| *x.channel == ***c))
         .count();
     let max = ctx.shared.cfg.limits.max_subscriptions;
     if s.subs.len() + new > max {
-        return conn.outbox.push_control(fail(
-            "too_many_subscriptions",
-            &format!("at most {max} subscriptions per connection"),
-        ));
+        return Err(format!("at most {max} subscriptions per connection"));
     }
+    Ok(())
+}
+
+/// What a `since` replay found: sent as `recovered`/`reason`/`replayed`, then the events.
+#[derive(Debug)]
+pub struct Resumed {
+    pub recovered: bool,
+    pub reason: Option<String>,
+    /// Replayed events that pass the subscription's filter, oldest first per partition.
+    pub events: Vec<Arc<Event>>,
+}
+
+/// The index/replay part of a subscription, shared by the WebSocket `subscribe` and the SSE
+/// open: records and indexes `channels` with `filter`, then (with `since`) replays what came
+/// after and sets the watermarks that drop the live overlap. Checks are the caller's.
+pub fn attach(
+    ctx: &mut Ctx,
+    key: usize,
+    s: &mut Session,
+    channels: &[String],
+    filter: Option<Arc<Filter>>,
+    since: Option<&Since>,
+) -> Option<Resumed> {
     for ch in channels {
         if !s.subs.iter().any(|x| *x.channel == **ch) {
             s.subs.push(Sub {
@@ -127,20 +173,20 @@ fn subscribe(
             ch,
             Entry {
                 conn: key,
-                filter: combined.clone(),
+                filter: filter.clone(),
             },
         );
     }
-    let Some(since) = since else {
-        return conn
-            .outbox
-            .push_control(server::subscribed(id, channels, None));
+    let since = since?;
+    let mut out = Resumed {
+        recovered: true,
+        reason: None,
+        events: Vec::new(),
     };
-    let (mut recovered, mut reason, mut replayed) = (true, None, Vec::new());
     for ch in channels {
-        let r = ctx.shared.replay.replay(ch, &since);
-        recovered &= r.recovered;
-        reason = reason.or(r.reason);
+        let r = ctx.shared.replay.replay(ch, since);
+        out.recovered &= r.recovered;
+        out.reason = out.reason.or(r.reason);
         let Some(sub) = s.subs.iter_mut().find(|x| *x.channel == **ch) else {
             continue;
         };
@@ -160,29 +206,65 @@ fn subscribe(
                 )
             })
             .collect();
-        replayed.extend(
+        out.events.extend(
             r.events
                 .into_iter()
-                .filter(|e| combined.as_ref().is_none_or(|f| f.matches(&e.data))),
+                .filter(|e| filter.as_ref().is_none_or(|f| f.matches(&e.data))),
         );
     }
     s.has_watermarks = true;
-    conn.outbox.push_control(server::subscribed(
-        id,
-        channels,
-        Some((recovered, reason.as_deref(), replayed.len())),
-    ));
+    Some(out)
+}
+
+/// Queues replayed events (same caps and drop accounting as live deliveries).
+fn push_replayed(ctx: &mut Ctx, conn: &mut Conn, events: &[Arc<Event>]) {
+    let Phase::Ws(s) = &mut conn.phase else {
+        return;
+    };
     let (max_frames, max_bytes) = (
         ctx.shared.cfg.limits.outbox_frames,
         ctx.shared.cfg.limits.outbox_bytes,
     );
     let now = ctx.now;
-    for ev in &replayed {
+    for ev in events {
         let before = conn.outbox.bytes();
         conn.outbox
             .push_event(ev, max_frames, max_bytes, |d| s.note_drop(d, now));
         ctx.outbox_bytes += conn.outbox.bytes() as i64 - before as i64;
         s.sent += 1;
+    }
+}
+
+/// Opens a Server-Sent Events stream after its `200`: switches the outbox to SSE, subscribes
+/// to the requested channels (channel ACL already checked before the `200`), sends
+/// `event: subscribed`, then any replayed events. A refusal here is an `event: error` + close.
+pub fn open_sse(ctx: &mut Ctx, key: usize, conn: &mut Conn, req: SseRequest) {
+    conn.outbox.set_sse(true);
+    let Phase::Ws(s) = &mut conn.phase else {
+        return;
+    };
+    s.sse = true;
+    let checked = combine(req.filter.as_ref(), s)
+        .map_err(|e| ("bad_filter", e))
+        .and_then(|f| {
+            check_room(ctx, s, &req.channels).map_err(|e| ("too_many_subscriptions", e))?;
+            Ok(f)
+        });
+    let combined = match checked {
+        Ok(f) => f,
+        Err((code, e)) => {
+            conn.outbox.push_control(sse::error(code, &e));
+            return conn.close(0, "", ctx.now);
+        }
+    };
+    let r = attach(ctx, key, s, &req.channels, combined, req.since.as_ref());
+    let resumed = r
+        .as_ref()
+        .map(|r| (r.recovered, r.reason.as_deref(), r.events.len()));
+    conn.outbox
+        .push_control(sse::subscribed(&s.id, &req.channels, resumed));
+    if let Some(r) = r {
+        push_replayed(ctx, conn, &r.events);
     }
 }
 
@@ -213,9 +295,17 @@ pub fn drop_subscriptions(ctx: &mut Ctx, key: usize, conn: &mut Conn) {
     }
 }
 
-/// A frame that must reach the client before anything else queued (used for `gap`).
-pub fn gap_frames(pending: &mut Vec<(Box<str>, u64)>) -> impl Iterator<Item = Bytes> + '_ {
-    pending
-        .drain(..)
-        .map(|(c, n)| server::gap(&c, n, "slow_consumer"))
+/// A frame that must reach the client before anything else queued (used for `gap`), in the
+/// session's transport.
+pub fn gap_frames(
+    pending: &mut Vec<(Box<str>, u64)>,
+    sse: bool,
+) -> impl Iterator<Item = Bytes> + '_ {
+    pending.drain(..).map(move |(c, n)| {
+        if sse {
+            sse::gap(&c, n, "slow_consumer")
+        } else {
+            server::gap(&c, n, "slow_consumer")
+        }
+    })
 }

@@ -25,11 +25,12 @@ use super::config::ReplayConfig;
 use crate::event::Event;
 
 /// Estimated bytes per event beyond its frame: the `Arc<Event>` allocation, two deque slots,
-/// and the parsed `data` (counted as one more frame length in [`cost`]).
+/// and the parsed `data` (counted as one more frame length in [`cost`]; the SSE encoding
+/// shares the frame's allocation and is counted too).
 const EVENT_OVERHEAD: usize = 256;
 
 fn cost(ev: &Event) -> usize {
-    2 * ev.ws_frame.len() + ev.channel.len() + EVENT_OVERHEAD
+    2 * ev.ws_frame.len() + ev.sse_frame.len() + ev.channel.len() + EVENT_OVERHEAD
 }
 
 /// The result of [`ReplayBuffer::replay`].

@@ -4,6 +4,9 @@
 //! never dropped once partly written (the peer would see a torn frame); overflow drops the
 //! OLDEST event frame (control frames such as acks and close are never dropped) and reports
 //! which event it was so the connection can send `gap`. Allocates only when it grows.
+//! The transport is fixed per outbox (`sse`): a queued [`Frame::Event`] is written (and
+//! counted) as `event.ws_frame`, or as `event.sse_frame` on a Server-Sent Events stream; the
+//! flush picks the encoding once per writev, so the WebSocket path is unchanged.
 
 use std::collections::VecDeque;
 use std::io;
@@ -18,19 +21,36 @@ use crate::io::IoVecs;
 /// One queued frame.
 #[derive(Debug)]
 pub enum Frame {
-    /// A fan-out delivery: writes `event.ws_frame`; droppable under pressure.
+    /// A fan-out delivery: writes `event.ws_frame` (`sse_frame` on an SSE outbox); droppable
+    /// under pressure.
     Event(Arc<Event>),
     /// A protocol frame (ack, pong, gap, close, HTTP response): never dropped.
     Control(Bytes),
 }
 
 impl Frame {
+    /// The bytes to write on a WebSocket.
     #[inline]
     pub fn bytes(&self) -> &Bytes {
         match self {
             Frame::Event(e) => &e.ws_frame,
             Frame::Control(b) => b,
         }
+    }
+
+    /// The bytes to write on a Server-Sent Events stream.
+    #[inline]
+    pub fn sse_bytes(&self) -> &Bytes {
+        match self {
+            Frame::Event(e) => &e.sse_frame,
+            Frame::Control(b) => b,
+        }
+    }
+
+    /// The bytes to write in the given transport.
+    #[inline]
+    pub fn encoded(&self, sse: bool) -> &Bytes {
+        if sse { self.sse_bytes() } else { self.bytes() }
     }
 }
 
@@ -40,6 +60,8 @@ pub struct Outbox {
     frames: VecDeque<Frame>,
     head_offset: usize,
     bytes: usize,
+    /// Events are written as SSE messages instead of WebSocket frames.
+    sse: bool,
 }
 
 /// Result of a flush.
@@ -52,6 +74,10 @@ pub enum Flushed {
 }
 
 impl Outbox {
+    /// Switches event encoding to Server-Sent Events (set once, before any event is queued).
+    pub fn set_sse(&mut self, sse: bool) {
+        self.sse = sse;
+    }
     pub fn len(&self) -> usize {
         self.frames.len()
     }
@@ -73,7 +99,11 @@ impl Outbox {
         max_bytes: usize,
         mut on_drop: impl FnMut(&Event),
     ) {
-        let len = ev.ws_frame.len();
+        let len = if self.sse {
+            ev.sse_frame.len()
+        } else {
+            ev.ws_frame.len()
+        };
         while !self.frames.is_empty()
             && (self.frames.len() >= max_frames || self.bytes + len > max_bytes)
         {
@@ -126,17 +156,22 @@ impl Outbox {
             .skip(skip)
             .position(|f| matches!(f, Frame::Event(_)))?
             + skip;
-        match self.frames.remove(idx) {
-            Some(Frame::Event(e)) => {
-                self.bytes -= e.ws_frame.len();
-                Some(e)
-            }
-            _ => None,
+        let f = self.frames.remove(idx)?;
+        self.bytes -= f.encoded(self.sse).len();
+        match f {
+            Frame::Event(e) => Some(e),
+            Frame::Control(_) => None,
         }
     }
 
     fn recount(&mut self) {
-        self.bytes = self.frames.iter().map(|f| f.bytes().len()).sum::<usize>() - self.head_offset;
+        let sse = self.sse;
+        self.bytes = self
+            .frames
+            .iter()
+            .map(|f| f.encoded(sse).len())
+            .sum::<usize>()
+            - self.head_offset;
     }
 
     /// Writes everything queued with ONE writev (up to IOV_MAX frames). Returns bytes written.
@@ -144,7 +179,15 @@ impl Outbox {
         if self.frames.is_empty() {
             return Ok((0, Flushed::All));
         }
-        let n = iov.write_frames(fd, self.head_offset, self.frames.iter().map(Frame::bytes))?;
+        let n = if self.sse {
+            iov.write_frames(
+                fd,
+                self.head_offset,
+                self.frames.iter().map(Frame::sse_bytes),
+            )?
+        } else {
+            iov.write_frames(fd, self.head_offset, self.frames.iter().map(Frame::bytes))?
+        };
         self.consume(n);
         Ok((
             n,
@@ -159,8 +202,9 @@ impl Outbox {
     /// The queued bytes as slices, the head frame starting at its write offset (the TLS path
     /// hands these to rustls's writer, then calls [`Outbox::consume`] with what it took).
     pub fn slices(&self) -> impl Iterator<Item = io::IoSlice<'_>> {
-        self.frames.iter().enumerate().map(|(i, f)| {
-            let b = f.bytes();
+        let sse = self.sse;
+        self.frames.iter().enumerate().map(move |(i, f)| {
+            let b = f.encoded(sse);
             let off = if i == 0 {
                 self.head_offset.min(b.len())
             } else {
@@ -177,7 +221,7 @@ impl Outbox {
             let Some(front) = self.frames.front() else {
                 break;
             };
-            let rest = front.bytes().len() - self.head_offset;
+            let rest = front.encoded(self.sse).len() - self.head_offset;
             if n >= rest {
                 n -= rest;
                 self.head_offset = 0;
@@ -239,6 +283,34 @@ mod tests {
             .collect();
         assert_eq!(kept, vec![3, 4]);
         assert!(matches!(o.iter().next(), Some(Frame::Control(_))));
+    }
+
+    #[test]
+    fn sse_outbox_queues_and_counts_sse_frames() {
+        let mut o = Outbox::default();
+        o.set_sse(true);
+        let e = ev(0, 10);
+        let cap = e.sse_frame.len() * 2;
+        let mut n = 0;
+        for i in 0..3 {
+            o.push_event(&ev(i, 10), 1000, cap, |_| n += 1);
+        }
+        assert_eq!(n, 1);
+        assert_eq!(o.bytes(), cap);
+        let first = o.iter().next().unwrap().encoded(true);
+        assert!(first.starts_with(b"id: t/0/1\n"));
+        let (l, r) = std::os::unix::net::UnixStream::pair().unwrap();
+        let mut iov = IoVecs::default();
+        o.consume(4);
+        assert_eq!(o.flush(&l, &mut iov).unwrap().1, Flushed::All);
+        drop(l);
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(&mut &r, &mut out).unwrap();
+        assert!(
+            out.starts_with(b"t/0/1\nevent: c\ndata: {"),
+            "torn head resumes"
+        );
+        assert_eq!(out.len(), cap - 4);
     }
 
     #[test]

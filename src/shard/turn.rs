@@ -129,12 +129,14 @@ impl Shard {
                 }
                 RingItem::Status(status) => {
                     let frame = server::status(status);
+                    let sse_frame = crate::conn::sse::status(status);
                     for (key, conn) in conns.iter_mut() {
                         if let Phase::Ws(s) = &conn.phase
                             && !s.echo
                             && conn.closing.is_none()
                         {
-                            conn.outbox.push_control(frame.clone());
+                            let f = if s.sse { &sse_frame } else { &frame };
+                            conn.outbox.push_control(f.clone());
                             if !conn.dirty {
                                 conn.dirty = true;
                                 ctx.dirty.push(key);
@@ -176,7 +178,9 @@ impl Shard {
                         }
                     }
                     Phase::Ws(s) => {
-                        if now.saturating_duration_since(conn.last_read) >= hb.mul_f32(1.5) {
+                        if !s.sse
+                            && now.saturating_duration_since(conn.last_read) >= hb.mul_f32(1.5)
+                        {
                             m.closed_heartbeat.inc();
                             tracing::info!(connection_id = %s.id, "peer silent past 1.5x heartbeat; closing");
                             conn.close(1001, "heartbeat timeout", now);
@@ -191,8 +195,11 @@ impl Shard {
                             ctx.outbox_bytes += conn.outbox.bytes() as i64 - before;
                             conn.close(4000, "slow consumer", now);
                         } else if now >= s.next_ping {
-                            conn.outbox
-                                .push_control(bytes::Bytes::from_static(b"\x89\x00"));
+                            conn.outbox.push_control(if s.sse {
+                                crate::conn::sse::HEARTBEAT
+                            } else {
+                                bytes::Bytes::from_static(b"\x89\x00")
+                            });
                             s.next_ping = now + hb;
                         }
                     }
@@ -220,7 +227,7 @@ impl Shard {
             }
             let mut overflowing = false;
             if let Phase::Ws(s) = &mut conn.phase {
-                for f in session::gap_frames(&mut s.pending_gaps) {
+                for f in session::gap_frames(&mut s.pending_gaps, s.sse) {
                     m.gaps_sent.inc();
                     ctx.outbox_bytes += f.len() as i64;
                     conn.outbox.push_control_front(f);
@@ -422,8 +429,10 @@ fn on_bytes(ctx: &mut Ctx, key: usize, conn: &mut Conn, chunk: &[u8]) {
                 admitted,
             } => {
                 conn.outbox.push_control(response.into());
-                let s = new_session(ctx, echo, *admitted);
-                if !echo {
+                let mut admitted = *admitted;
+                let sse = admitted.sse.take();
+                let s = new_session(ctx, echo, admitted);
+                if !echo && sse.is_none() {
                     let l = &ctx.shared.cfg.limits;
                     let limits = serde_json::json!({
                         "max_subscriptions": l.max_subscriptions, "max_inbound_bytes": l.max_inbound_bytes,
@@ -441,6 +450,9 @@ fn on_bytes(ctx: &mut Ctx, key: usize, conn: &mut Conn, chunk: &[u8]) {
                 ctx.shared.ws_conns.fetch_add(1, Ordering::Relaxed);
                 ctx.metrics().connections.add(1);
                 ctx.metrics().connections_total_ws.inc();
+                if let Some(req) = sse {
+                    return session::open_sse(ctx, key, conn, req);
+                }
                 if leftover.is_empty() {
                     return;
                 }
@@ -481,6 +493,7 @@ fn new_session(ctx: &mut Ctx, echo: bool, a: handshake::Admitted) -> Session {
     Session {
         id: format!("{:x}-{}-{}", started & 0xffff_ffff, ctx.id, ctx.conn_seq).into(),
         echo,
+        sse: false,
         decoder: Decoder::new(ctx.shared.cfg.limits.max_inbound_bytes),
         rbuf: BytesMut::new(),
         subs: Vec::new(),
@@ -509,6 +522,9 @@ fn ws_bytes(ctx: &mut Ctx, key: usize, conn: &mut Conn, chunk: &[u8]) {
     let Phase::Ws(s) = &mut conn.phase else {
         return;
     };
+    if s.sse {
+        return; // an SSE client has nothing to say: discard
+    }
     s.rbuf.extend_from_slice(chunk);
     loop {
         let Phase::Ws(s) = &mut conn.phase else {

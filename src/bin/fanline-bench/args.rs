@@ -7,7 +7,7 @@ use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -45,11 +45,24 @@ pub enum Cmd {
     },
 }
 
+/// How clients receive events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Transport {
+    /// WebSocket (`--url ws://…/v1/ws`, subscribe message).
+    Ws,
+    /// Server-Sent Events (`GET …/v1/sse?channels=…`; `--url http://HOST:PORT/v1/sse`, or a
+    /// `ws://HOST:PORT/…` URL whose host is used with `/v1/sse`).
+    Sse,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
-    /// WebSocket URL of the server under test.
+    /// URL of the server under test (WebSocket; `http://…/v1/sse` with `--transport sse`).
     #[arg(long, default_value = "ws://127.0.0.1:8080/v1/ws")]
     pub url: String,
+    /// Client transport.
+    #[arg(long, value_enum, default_value_t = Transport::Ws)]
+    pub transport: Transport,
     /// Where events come from: `http://HOST:PORT/PATH` (POST, fanline's publish API) or
     /// `none` (this process only subscribes; another process publishes the same schedule).
     /// `kafka:BROKERS:TOPIC` is reserved for producing straight to Kafka (see publisher.rs).
@@ -182,19 +195,29 @@ impl RunArgs {
     }
 
     pub fn ws_target(&self) -> anyhow::Result<WsTarget> {
-        let rest = self
-            .url
-            .strip_prefix("ws://")
-            .context("--url must start with ws://")?;
+        let (rest, url) = match (self.transport, self.url.strip_prefix("http://")) {
+            (Transport::Sse, Some(rest)) => (rest, self.url.clone()),
+            (Transport::Sse, None) => {
+                let rest = self
+                    .url
+                    .strip_prefix("ws://")
+                    .context("--url must start with http:// or ws://")?;
+                let host = rest.split('/').next().unwrap_or(rest);
+                (rest, format!("http://{host}/v1/sse"))
+            }
+            (Transport::Ws, _) => (
+                self.url
+                    .strip_prefix("ws://")
+                    .context("--url must start with ws://")?,
+                self.url.clone(),
+            ),
+        };
         let hostport = rest.split('/').next().unwrap_or(rest);
         let addr = hostport
             .to_socket_addrs()
             .with_context(|| format!("resolving {hostport}"))?
             .find(|a| a.is_ipv4())
             .context("no IPv4 address for --url")?;
-        Ok(WsTarget {
-            addr,
-            url: self.url.clone(),
-        })
+        Ok(WsTarget { addr, url })
     }
 }

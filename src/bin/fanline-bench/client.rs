@@ -1,5 +1,5 @@
-//! WebSocket clients: connect from a chosen source address, read `welcome`, subscribe, wait
-//! for `subscribed`, then record every `event` frame: latency = receive time − intended send
+//! Clients: connect from a chosen source address; WebSocket ones read `welcome`, subscribe and
+//! wait for `subscribed` (SSE ones: see [`crate::sse`]), then record every `event` frame: latency = receive time − intended send
 //! time carried in `data.t` (µs, into the shared HdrHistogram), and delivery accounting by
 //! `data.seq` in a per-client bitset (lost, duplicated, reordered).
 //!
@@ -69,7 +69,7 @@ impl Shared {
         }
     }
 
-    fn error(&self, e: &anyhow::Error) {
+    pub fn error(&self, e: &anyhow::Error) {
         let mut f = self.first_error.lock().expect("not poisoned");
         f.get_or_insert_with(|| format!("{e:#}"));
     }
@@ -95,6 +95,30 @@ pub struct ClientSpec {
     pub slow: bool,
     /// `Authorization: Bearer` credential, if any.
     pub token: Option<Arc<str>>,
+    /// Server-Sent Events instead of WebSocket.
+    pub sse: bool,
+}
+
+/// A connected, subscribed client stream of either transport.
+enum Stream {
+    Ws(Box<Ws>),
+    Sse(crate::sse::SseStream),
+}
+
+impl Stream {
+    /// The next server message's JSON text; `None` when the stream ended.
+    async fn next_text(&mut self) -> Option<String> {
+        match self {
+            Stream::Ws(ws) => loop {
+                match ws.next().await {
+                    Some(Ok(Message::Text(t))) => return Some(t.as_str().to_owned()),
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return None,
+                    Some(Ok(_)) => continue,
+                }
+            },
+            Stream::Sse(s) => s.next_data().await,
+        }
+    }
 }
 
 /// Connects, subscribes and reads until `stop` turns true. `ready` is released once the
@@ -107,9 +131,20 @@ pub async fn run(
     ready: tokio::sync::mpsc::Sender<bool>,
 ) -> Option<ClientStats> {
     let permit = gate.acquire_owned().await.ok()?;
-    let setup = tokio::time::timeout(Duration::from_secs(15), connect(&spec, &shared)).await;
+    let setup = tokio::time::timeout(Duration::from_secs(15), async {
+        if spec.sse {
+            crate::sse::connect(&spec, &shared)
+                .await
+                .map(|(s, n)| (Stream::Sse(s), n))
+        } else {
+            connect(&spec, &shared)
+                .await
+                .map(|(w, n)| (Stream::Ws(Box::new(w)), n))
+        }
+    })
+    .await;
     drop(permit);
-    let (mut ws, start_seq) = match setup {
+    let (mut stream, start_seq) = match setup {
         Ok(Ok(v)) => v,
         Ok(Err(e)) => {
             shared.connect_failed.fetch_add(1, Ordering::Relaxed);
@@ -134,17 +169,13 @@ pub async fn run(
     let mut seen = SeqSet::default();
     loop {
         let msg = tokio::select! {
-            m = ws.next() => m,
+            m = stream.next_text() => m,
             _ = stop.wait_for(|s| *s) => break,
         };
-        let text = match msg {
-            Some(Ok(Message::Text(t))) => t,
-            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
-                shared.closed_early.fetch_add(1, Ordering::Relaxed);
-                let _ = stop.wait_for(|s| *s).await;
-                break;
-            }
-            Some(Ok(_)) => continue,
+        let Some(text) = msg else {
+            shared.closed_early.fetch_add(1, Ordering::Relaxed);
+            let _ = stop.wait_for(|s| *s).await;
+            break;
         };
         let now = unix_ns();
         match classify(text.as_str()) {
@@ -169,11 +200,13 @@ pub async fn run(
     let end = shared.end_seq.lock().expect("not poisoned")[spec.channel_idx];
     let mut st = seen.stats;
     st.lost = seen.missing(start_seq, end);
-    let _ = tokio::time::timeout(Duration::from_millis(200), ws.close(None)).await;
+    if let Stream::Ws(ws) = &mut stream {
+        let _ = tokio::time::timeout(Duration::from_millis(200), ws.close(None)).await;
+    }
     Some(st)
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+pub type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
 
 async fn connect(spec: &ClientSpec, shared: &Shared) -> anyhow::Result<(Ws, u64)> {
     let sock = TcpSocket::new_v4()?;

@@ -20,6 +20,7 @@ mod procstat;
 mod publisher;
 mod report;
 mod run;
+mod sse;
 
 use std::process::ExitCode;
 

@@ -70,6 +70,7 @@ impl Fleet {
                 channel_idx: c as usize,
                 slow: i >= first_slow,
                 token: token.clone(),
+                sse: self.args.transport == crate::args::Transport::Sse,
             };
             self.tasks.push(tokio::spawn(client::run(
                 spec,

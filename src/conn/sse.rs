@@ -1,0 +1,244 @@
+//! Server-Sent Events transport (`GET /v1/sse`): request parsing, the `200 text/event-stream`
+//! head, and the SSE encodings of the control messages (gap, status, heartbeat comment).
+//!
+//! An SSE stream is a [`Session`](super::Session) with `sse = true`: it subscribes once at
+//! open (same index/replay code as the WebSocket `subscribe`), events are written as
+//! [`Event::sse_frame`](crate::event::Event::sse_frame), and the client never sends anything
+//! (reads are discarded; EOF closes).
+//!
+//! Resume: the `id:` of each event is its own `topic/partition/offset`, so an SSE cursor is per
+//! partition. `Last-Event-ID: topic/p/offset` (sent by `EventSource` on reconnect) replays that
+//! partition after `offset`; other partitions of the channels resume live. `?since=topic/p:o,…`
+//! gives explicit cursors for several partitions; `Last-Event-ID` wins when both are present.
+
+use bytes::Bytes;
+use serde_json::{Map, Value, json};
+
+use crate::auth::credentials::percent_decode;
+use crate::http::{self, Head};
+use crate::protocol::{Filter, Since};
+
+/// The path of the SSE endpoint on the public listener.
+pub const PATH: &str = "/v1/sse";
+
+/// Most `filter.*` parameters accepted (the filter itself caps its keys too).
+const MAX_FILTER_VALUES: usize = 64;
+
+/// The heartbeat: an SSE comment line, ignored by `EventSource`.
+pub const HEARTBEAT: Bytes = Bytes::from_static(b":\n\n");
+
+/// What an SSE request asks for, parsed before the `200`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SseRequest {
+    pub channels: Vec<String>,
+    /// `{"field": value-or-[values]}` from `filter.<field>=v` (already validated).
+    pub filter: Option<Value>,
+    pub since: Option<Since>,
+}
+
+/// Parses channels, filters and the resume cursor. `Err` is a 400 message.
+pub fn parse_request(head: &Head<'_, '_>) -> Result<SseRequest, String> {
+    if head.method != "GET" {
+        return Err("SSE needs GET".into());
+    }
+    let mut channels = Vec::new();
+    let mut filter: Map<String, Value> = Map::new();
+    let mut since_q = None;
+    let mut n_filters = 0;
+    for kv in head
+        .query
+        .unwrap_or("")
+        .split('&')
+        .filter(|s| !s.is_empty())
+    {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        let v = percent_decode(v).ok_or_else(|| format!("bad percent-encoding in {k:?}"))?;
+        if k == "channels" {
+            for c in v.split(',').filter(|c| !c.is_empty()) {
+                if c.len() > crate::protocol::client::MAX_CHANNEL_LEN {
+                    return Err("channel name too long".into());
+                }
+                if !channels.iter().any(|x: &String| x == c) {
+                    channels.push(c.to_string());
+                }
+            }
+        } else if let Some(field) = k.strip_prefix("filter.") {
+            n_filters += 1;
+            if n_filters > MAX_FILTER_VALUES {
+                return Err(format!("at most {MAX_FILTER_VALUES} filter values"));
+            }
+            let field = percent_decode(field).ok_or("bad percent-encoding in a filter name")?;
+            let list = filter
+                .entry(field.into_owned())
+                .or_insert_with(|| Value::Array(Vec::new()));
+            if let Value::Array(a) = list {
+                a.extend(filter_values(&v));
+            }
+        } else if k == "since" {
+            since_q = Some(parse_since_query(&v)?);
+        }
+    }
+    if channels.is_empty() {
+        return Err("channels=a,b is required".into());
+    }
+    let filter = (!filter.is_empty()).then_some(Value::Object(filter));
+    if let Some(f) = &filter {
+        Filter::parse(f).map_err(|e| format!("bad filter: {e}"))?;
+    }
+    let since = match http::header(head.headers, "last-event-id") {
+        Some(v) if !v.is_empty() => Some(vec![parse_event_id(v)?]),
+        _ => since_q,
+    };
+    Ok(SseRequest {
+        channels,
+        filter,
+        since,
+    })
+}
+
+/// A query value as filter alternatives: always the string; also the typed value when it reads
+/// as a JSON number or boolean (`filter.level=3` matches `3` and `"3"`).
+fn filter_values(v: &str) -> Vec<Value> {
+    let mut out = vec![Value::String(v.to_string())];
+    if let Ok(t @ (Value::Number(_) | Value::Bool(_))) = serde_json::from_str::<Value>(v) {
+        out.push(t);
+    }
+    out
+}
+
+/// `Last-Event-ID: topic/partition/offset`.
+pub fn parse_event_id(v: &[u8]) -> Result<(String, i32, i64), String> {
+    let bad = || "Last-Event-ID must be topic/partition/offset".to_string();
+    let s = std::str::from_utf8(v).map_err(|_| bad())?.trim();
+    let (rest, offset) = s.rsplit_once('/').ok_or_else(bad)?;
+    let (topic, p) = rest.rsplit_once('/').ok_or_else(bad)?;
+    let (p, offset) = (
+        p.parse().map_err(|_| bad())?,
+        offset.parse().map_err(|_| bad())?,
+    );
+    if topic.is_empty() || p < 0 {
+        return Err(bad());
+    }
+    Ok((topic.to_string(), p, offset))
+}
+
+/// `?since=topic/p:offset,topic/p:offset` (the REST cursor form).
+pub fn parse_since_query(v: &str) -> Result<Since, String> {
+    let bad = |x: &str| format!("since entry {x:?} must be topic/partition:offset");
+    v.split(',')
+        .filter(|x| !x.is_empty())
+        .take(1024)
+        .map(|x| {
+            let (tp, o) = x.rsplit_once(':').ok_or_else(|| bad(x))?;
+            let (t, p) = tp.rsplit_once('/').ok_or_else(|| bad(x))?;
+            let p: i32 = p.parse().map_err(|_| bad(x))?;
+            let o: i64 = o.parse().map_err(|_| bad(x))?;
+            if t.is_empty() || p < 0 {
+                return Err(bad(x));
+            }
+            Ok((t.to_string(), p, o))
+        })
+        .collect()
+}
+
+/// The response head; the body is the event stream, delimited by the connection's close.
+pub fn response_head() -> Vec<u8> {
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n\
+      Connection: keep-alive\r\nX-Accel-Buffering: no\r\n\r\n"
+        .to_vec()
+}
+
+/// `event: <name>\ndata: <json>\n\n`.
+fn message(name: &str, data: &Value) -> Bytes {
+    Bytes::from(format!("event: {name}\ndata: {data}\n\n"))
+}
+
+/// `gap` for an SSE stream (same JSON as the WebSocket `gap`).
+pub fn gap(channel: &str, dropped: u64, reason: &str) -> Bytes {
+    message(
+        "gap",
+        &json!({"type":"gap","channel":channel,"dropped":dropped,"reason":reason}),
+    )
+}
+
+/// `status` for an SSE stream.
+pub fn status(kafka: &str) -> Bytes {
+    message("status", &json!({"type":"status","kafka":kafka}))
+}
+
+/// `event: subscribed` at open: the channels, and with a resume cursor whether the replay
+/// covered it (`recovered:false` + `reason`: reload state) and how many events it replays.
+pub fn subscribed(
+    connection_id: &str,
+    channels: &[String],
+    resumed: Option<(bool, Option<&str>, usize)>,
+) -> Bytes {
+    let mut v = json!({"type":"subscribed","connection_id":connection_id,"channels":channels});
+    if let Some((ok, reason, replayed)) = resumed {
+        v["recovered"] = json!(ok);
+        v["replayed"] = json!(replayed);
+        if let Some(r) = reason {
+            v["reason"] = json!(r);
+        }
+    }
+    message("subscribed", &v)
+}
+
+/// `error` for an SSE stream (a subscribe-time refusal after the 200, e.g. too many channels).
+pub fn error(code: &str, msg: &str) -> Bytes {
+    message("error", &json!({"type":"error","code":code,"message":msg}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(target: &str, extra: &str) -> Result<SseRequest, String> {
+        let raw = format!("GET {target} HTTP/1.1\r\nHost: x\r\n{extra}\r\n");
+        let mut h = [httparse::EMPTY_HEADER; http::MAX_HEADERS];
+        let head = http::parse_head(raw.as_bytes(), &mut h, 16 * 1024)
+            .unwrap()
+            .unwrap();
+        parse_request(&head)
+    }
+
+    #[test]
+    fn channels_filters_and_cursors() {
+        let r = req(
+            "/v1/sse?channels=a,b%3Ax,a&filter.sev=high&filter.sev=low&filter.n=3&since=t/0:5,t/1:7",
+            "",
+        )
+        .unwrap();
+        assert_eq!(r.channels, vec!["a", "b:x"]);
+        let f = r.filter.unwrap();
+        assert_eq!(f["sev"], json!(["high", "low"]));
+        assert_eq!(f["n"], json!(["3", 3]));
+        assert_eq!(
+            r.since.unwrap(),
+            vec![("t".to_string(), 0, 5), ("t".to_string(), 1, 7)]
+        );
+        let r = req(
+            "/v1/sse?channels=a&since=t/0:5",
+            "Last-Event-ID: x.y/2/9\r\n",
+        )
+        .unwrap();
+        assert_eq!(r.since.unwrap(), vec![("x.y".to_string(), 2, 9)]);
+    }
+
+    #[test]
+    fn bad_requests_are_refused() {
+        assert!(req("/v1/sse", "").is_err());
+        assert!(req("/v1/sse?channels=a&since=t:5", "").is_err());
+        assert!(req("/v1/sse?channels=a", "Last-Event-ID: nope\r\n").is_err());
+        assert!(req("/v1/sse?channels=a&filter.x=%zz", "").is_err());
+    }
+
+    #[test]
+    fn control_messages_are_sse() {
+        assert_eq!(
+            &status("ok")[..],
+            b"event: status\ndata: {\"kafka\":\"ok\",\"type\":\"status\"}\n\n"
+        );
+        assert!(gap("c", 3, "slow_consumer").starts_with(b"event: gap\ndata: {"));
+    }
+}
