@@ -90,7 +90,9 @@ pub const REJECT_REASONS: [&str; 12] = [
 pub struct ShardMetrics {
     pub connections: Gauge,
     pub connections_total_ws: Counter,
+    /// Plain HTTP requests answered on the public listener (health, errors, refusals).
     pub connections_total_http: Counter,
+    pub connections_total_sse: Counter,
     pub subscriptions: Gauge,
     pub deliveries: Counter,
     pub dropped_slow_consumer: Counter,
@@ -206,7 +208,7 @@ impl Metrics {
             "Accepted connections by transport.",
             "counter",
             format!(
-                "{}{}",
+                "{}{}{}",
                 line(
                     "connections_total",
                     "{transport=\"ws\"}",
@@ -216,6 +218,11 @@ impl Metrics {
                     "connections_total",
                     "{transport=\"http\"}",
                     self.sum(|s| s.connections_total_http.get()) as i128
+                ),
+                line(
+                    "connections_total",
+                    "{transport=\"sse\"}",
+                    self.sum(|s| s.connections_total_sse.get()) as i128
                 )
             ),
         );

@@ -138,7 +138,6 @@ impl Server {
             tls: tls_config.map(arc_swap::ArcSwap::new),
             limiter,
             draining: AtomicBool::new(false),
-            ws_conns: AtomicUsize::new(0),
             shards_up: AtomicUsize::new(0),
             started: Instant::now(),
             started_unix_ms: std::time::SystemTime::now()

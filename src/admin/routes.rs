@@ -1,7 +1,5 @@
 //! Admin routes. Each handler returns a complete HTTP/1.1 response.
 
-use std::sync::atomic::Ordering;
-
 use subtle::ConstantTimeEq;
 
 use super::AdminState;
@@ -49,7 +47,7 @@ pub fn handle(state: &AdminState, head: &Head<'_, '_>, body: &[u8], close: bool)
             json(
                 200,
                 serde_json::json!({
-                    "connections": shared.ws_conns.load(Ordering::Relaxed),
+                    "connections": m.sum_gauge(|s| s.connections.get()),
                     "subscriptions": m.sum_gauge(|s| s.subscriptions.get()),
                     "channels": shared.fanout.subscriptions.channel_count(),
                     "deliveries": m.sum(|s| s.deliveries.get()),

@@ -54,8 +54,6 @@ pub struct Shared {
     /// Connection slots: global, per IP, attempts per minute per IP.
     pub limiter: crate::auth::ConnLimiter,
     pub draining: AtomicBool,
-    /// Open WebSocket connections across shards (for `max_connections`).
-    pub ws_conns: AtomicUsize,
     /// Shards whose listener is bound and polling.
     pub shards_up: AtomicUsize,
     pub started: Instant,
@@ -66,9 +64,6 @@ pub struct Shared {
 impl Shared {
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Acquire)
-    }
-    pub fn ws_connections(&self) -> usize {
-        self.ws_conns.load(Ordering::Relaxed)
     }
     /// Every shard completed a reactor turn within `within` (shards turn at least once a
     /// second even when idle). Drives the systemd watchdog.
@@ -287,7 +282,6 @@ impl Shard {
                     let timeout =
                         Duration::from_millis(self.ctx.shared.cfg.server.upgrade_timeout_ms);
                     entry.insert(Conn::new(stream, remote, self.ctx.now, timeout, tls));
-                    self.ctx.metrics().connections_total_http.inc();
                     self.rearm(key);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,

@@ -1,7 +1,6 @@
 //! The steps of one reactor turn: read, drain the ring, fire timers, flush, remove.
 
 use std::io::Read;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -234,7 +233,7 @@ impl Shard {
                 }
                 overflowing = s.overflow_since.is_some();
             }
-            if let Some(tls) = &mut conn.tls {
+            let all_written = if let Some(tls) = &mut conn.tls {
                 let shut = conn.shut_after_flush;
                 match tls.flush(&mut conn.outbox, &conn.stream, shut) {
                     Ok((plain, wire, calls)) => {
@@ -247,36 +246,24 @@ impl Shard {
                         continue;
                     }
                 }
-                if tls.all_written(&conn.outbox) {
-                    if let Phase::Ws(s) = &mut conn.phase {
-                        s.overflow_since = None;
-                    }
-                    if conn.shut_after_flush {
-                        conn.shut_after_flush = false;
-                        let _ = conn.stream.shutdown(std::net::Shutdown::Write);
-                    }
-                }
-                if overflowing {
-                    self.rearm(key);
-                }
-                continue;
-            }
-            let mut all_written = conn.outbox.is_empty();
-            if !conn.outbox.is_empty() {
+                tls.all_written(&conn.outbox)
+            } else if conn.outbox.is_empty() {
+                true
+            } else {
                 m.writev_calls.inc();
                 match conn.outbox.flush(&conn.stream, &mut ctx.iov) {
                     Ok((n, done)) => {
                         m.bytes_written.add(n as u64);
                         ctx.outbox_bytes -= n as i64;
-                        all_written = done == Flushed::All;
+                        done == Flushed::All
                     }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => false,
                     Err(_) => {
                         kill(ctx, key, conn);
                         continue;
                     }
                 }
-            }
+            };
             if all_written {
                 if let Phase::Ws(s) = &mut conn.phase {
                     s.overflow_since = None;
@@ -307,7 +294,6 @@ impl Shard {
             session::drop_subscriptions(ctx, key, &mut conn);
             ctx.outbox_bytes -= conn.outbox.bytes() as i64;
             if let Phase::Ws(s) = &conn.phase {
-                ctx.shared.ws_conns.fetch_sub(1, Ordering::Relaxed);
                 ctx.metrics().connections.add(-1);
                 tracing::info!(connection_id = %s.id, remote = %conn.remote, sent = s.sent, dropped = s.dropped, "disconnected");
             }
@@ -418,6 +404,7 @@ fn on_bytes(ctx: &mut Ctx, key: usize, conn: &mut Conn, chunk: &[u8]) {
         match outcome {
             Outcome::NeedMore => return,
             Outcome::Respond(r) => {
+                ctx.metrics().connections_total_http.inc();
                 conn.outbox.push_control(r.into());
                 conn.close(0, "", ctx.now);
                 return;
@@ -447,9 +434,11 @@ fn on_bytes(ctx: &mut Ctx, key: usize, conn: &mut Conn, chunk: &[u8]) {
                 }
                 tracing::info!(connection_id = %s.id, remote = %s.peer.client_ip, identity = %s.peer.identity.id, "connected");
                 conn.phase = Phase::Ws(Box::new(s));
-                ctx.shared.ws_conns.fetch_add(1, Ordering::Relaxed);
                 ctx.metrics().connections.add(1);
-                ctx.metrics().connections_total_ws.inc();
+                match sse {
+                    Some(_) => ctx.metrics().connections_total_sse.inc(),
+                    None => ctx.metrics().connections_total_ws.inc(),
+                }
                 if let Some(req) = sse {
                     return session::open_sse(ctx, key, conn, req);
                 }
