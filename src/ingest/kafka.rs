@@ -24,7 +24,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use rdkafka::client::ClientContext;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
@@ -35,6 +34,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use tracing::{debug, error, info, warn};
 
 use super::config::KafkaConfig;
+use super::consumer::consumer_config;
 use super::direct::DirectSink;
 use super::produce::KafkaSink;
 use super::replay::ReplayBuffer;
@@ -129,52 +129,6 @@ pub fn spawn_ingest(
     };
     let sink = KafkaSink::new(&brokers, &cfg.kafka, routes).context("kafka producer")?;
     Ok((handle, Arc::new(sink)))
-}
-
-/// `fetch.wait.max.ms` against the embedded mock cluster. A real broker answers a waiting
-/// fetch as soon as data arrives, so the 100 ms there costs no latency; librdkafka's mock
-/// cluster holds the fetch for the whole wait, which measured p50 55 ms / p99 103 ms publish →
-/// delivery at 100 ms and p50 4.6 ms / p99 7.6 ms at 5 ms (perf/RESULTS.md, "Kafka path").
-const EMBEDDED_FETCH_WAIT_MS: &str = "5";
-
-/// Applies fanline's consumer defaults, then `properties` (which win).
-fn consumer_config(brokers: &str, cfg: &KafkaConfig, embedded: bool) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    // A group id is required by librdkafka's assign(); no group is ever joined or committed.
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let group = format!("fanline-{}-{nanos}", std::process::id());
-    c.set("bootstrap.servers", brokers)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("enable.partition.eof", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("fetch.min.bytes", "1")
-        .set(
-            "fetch.wait.max.ms",
-            if embedded {
-                EMBEDDED_FETCH_WAIT_MS
-            } else {
-                "100"
-            },
-        )
-        .set("fetch.error.backoff.ms", "50")
-        .set("reconnect.backoff.ms", "100")
-        .set("reconnect.backoff.max.ms", "2000")
-        .set("queued.max.messages.kbytes", "16384")
-        .set("socket.nagle.disable", "true")
-        .set("statistics.interval.ms", "1000")
-        .set(
-            "topic.metadata.refresh.interval.ms",
-            cfg.metadata_refresh_ms.to_string(),
-        );
-    for (k, v) in &cfg.properties {
-        c.set(k, v);
-    }
-    c
 }
 
 /// librdkafka callbacks, served on the ingest thread by `poll`.

@@ -11,6 +11,8 @@
 //! ```
 
 pub mod config;
+#[cfg(feature = "kafka")]
+mod consumer;
 pub mod direct;
 #[cfg(feature = "kafka")]
 pub mod kafka;

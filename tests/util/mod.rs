@@ -112,12 +112,7 @@ pub fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> (
     write!(s, "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);
-    let status = out.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = out
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
+    parse_response(&out)
 }
 
 /// A raw client that completes the upgrade by hand and then does whatever the test wants.
@@ -319,6 +314,11 @@ pub async fn https(
     let mut out = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut out)).await;
     let out = String::from_utf8_lossy(&out).into_owned();
+    parse_response(&out)
+}
+
+/// (status, body) of a raw HTTP/1.1 response; status 0 when there is none.
+fn parse_response(out: &str) -> (u16, String) {
     let status = out.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
     let body = out
         .split_once("\r\n\r\n")
