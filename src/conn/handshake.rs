@@ -56,7 +56,8 @@ pub fn on_head(shared: &Shared, m: &ShardMetrics, buf: &[u8], remote: SocketAddr
     };
     let echo = shared.cfg.testing.echo_path.as_deref() == Some(head.path);
     let is_sse = !echo && head.path == super::sse::PATH;
-    if !echo && !is_sse && !shared.cfg.server.ws_paths.iter().any(|p| p == head.path) {
+    let is_rest = !echo && super::rest::is_rest_path(head.path);
+    if !echo && !is_sse && !is_rest && !shared.cfg.server.ws_paths.iter().any(|p| p == head.path) {
         return Outcome::Respond(plain_route(shared, &head));
     }
     let auth = shared.auth.load();
@@ -72,8 +73,13 @@ pub fn on_head(shared: &Shared, m: &ShardMetrics, buf: &[u8], remote: SocketAddr
         Some(Ok(r)) => Some(r),
         None => None,
     };
+    let rest_channels = match is_rest.then(|| super::rest::channels(&head)) {
+        Some(Err((status, msg))) => return refuse(status, "bad_request", &msg, &[]),
+        Some(Ok(c)) => c,
+        None => Vec::new(),
+    };
     let key = match http::check_upgrade(&head) {
-        _ if sse.is_some() => &b""[..],
+        _ if sse.is_some() || is_rest => &b""[..],
         Ok(k) => k,
         Err((status, msg)) => {
             let extra: &[(&str, &str)] = if status == 426 {
@@ -133,12 +139,19 @@ pub fn on_head(shared: &Shared, m: &ShardMetrics, buf: &[u8], remote: SocketAddr
         Ok(f) => f.map(Arc::new),
         Err(e) => return refuse(401, "unauthorized", &format!("filter claim: {e}"), &[]),
     };
-    if let Some(ch) = sse
-        .as_ref()
-        .and_then(|r| r.channels.iter().find(|c| !identity.allows(c)))
-    {
+    let wanted = sse.as_ref().map_or(&rest_channels, |r| &r.channels);
+    if let Some(ch) = wanted.iter().find(|c| !identity.allows(c)) {
         let msg = format!("not allowed to subscribe to {ch:?}");
         return refuse(403, "forbidden_channel", &msg, &[]);
+    }
+    if is_rest {
+        // The permit is released when this returns: REST counts against the attempt rate.
+        return Outcome::Respond(super::rest::handle(
+            shared,
+            &head,
+            forced_filter.as_deref(),
+            &rest_channels,
+        ));
     }
     let response = match &sse {
         Some(_) => super::sse::response_head(),

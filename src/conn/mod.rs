@@ -8,6 +8,7 @@
 //! A connection is only ever touched by the shard thread that accepted it.
 
 pub mod handshake;
+pub mod rest;
 pub mod session;
 pub mod sse;
 pub mod tls;

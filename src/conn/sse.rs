@@ -36,21 +36,22 @@ pub struct SseRequest {
     pub since: Option<Since>,
 }
 
-/// Parses channels, filters and the resume cursor. `Err` is a 400 message.
-pub fn parse_request(head: &Head<'_, '_>) -> Result<SseRequest, String> {
-    if head.method != "GET" {
-        return Err("SSE needs GET".into());
-    }
-    let mut channels = Vec::new();
+/// Query parameters shared by SSE and REST: `channels=a,b`, `filter.<field>=v` (repeat = OR),
+/// `since=topic/p:offset,…`, `limit=N`. `Err` is a 400 message.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct QueryParams {
+    pub channels: Vec<String>,
+    pub filter: Option<Value>,
+    pub since: Option<Since>,
+    pub limit: Option<usize>,
+}
+
+/// Parses [`QueryParams`] from a raw query string.
+pub fn parse_query(query: Option<&str>) -> Result<QueryParams, String> {
+    let mut q = QueryParams::default();
     let mut filter: Map<String, Value> = Map::new();
-    let mut since_q = None;
     let mut n_filters = 0;
-    for kv in head
-        .query
-        .unwrap_or("")
-        .split('&')
-        .filter(|s| !s.is_empty())
-    {
+    for kv in query.unwrap_or("").split('&').filter(|s| !s.is_empty()) {
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
         let v = percent_decode(v).ok_or_else(|| format!("bad percent-encoding in {k:?}"))?;
         if k == "channels" {
@@ -58,8 +59,8 @@ pub fn parse_request(head: &Head<'_, '_>) -> Result<SseRequest, String> {
                 if c.len() > crate::protocol::client::MAX_CHANNEL_LEN {
                     return Err("channel name too long".into());
                 }
-                if !channels.iter().any(|x: &String| x == c) {
-                    channels.push(c.to_string());
+                if !q.channels.iter().any(|x: &String| x == c) {
+                    q.channels.push(c.to_string());
                 }
             }
         } else if let Some(field) = k.strip_prefix("filter.") {
@@ -75,23 +76,37 @@ pub fn parse_request(head: &Head<'_, '_>) -> Result<SseRequest, String> {
                 a.extend(filter_values(&v));
             }
         } else if k == "since" {
-            since_q = Some(parse_since_query(&v)?);
+            q.since = Some(parse_since_query(&v)?);
+        } else if k == "limit" {
+            q.limit = Some(
+                v.parse()
+                    .map_err(|_| "limit must be a positive integer".to_string())?,
+            );
         }
     }
-    if channels.is_empty() {
-        return Err("channels=a,b is required".into());
-    }
-    let filter = (!filter.is_empty()).then_some(Value::Object(filter));
-    if let Some(f) = &filter {
+    q.filter = (!filter.is_empty()).then_some(Value::Object(filter));
+    if let Some(f) = &q.filter {
         Filter::parse(f).map_err(|e| format!("bad filter: {e}"))?;
+    }
+    Ok(q)
+}
+
+/// Parses channels, filters and the resume cursor. `Err` is a 400 message.
+pub fn parse_request(head: &Head<'_, '_>) -> Result<SseRequest, String> {
+    if head.method != "GET" {
+        return Err("SSE needs GET".into());
+    }
+    let q = parse_query(head.query)?;
+    if q.channels.is_empty() {
+        return Err("channels=a,b is required".into());
     }
     let since = match http::header(head.headers, "last-event-id") {
         Some(v) if !v.is_empty() => Some(vec![parse_event_id(v)?]),
-        _ => since_q,
+        _ => q.since,
     };
     Ok(SseRequest {
-        channels,
-        filter,
+        channels: q.channels,
+        filter: q.filter,
         since,
     })
 }

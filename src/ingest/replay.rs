@@ -242,6 +242,21 @@ impl ReplayBuffer {
         best.map(|(_, e)| e)
     }
 
+    /// Every partition known here: (topic, partition, `complete_from`).
+    pub fn partitions(&self) -> Vec<(Arc<str>, i32, Option<i64>)> {
+        let table = self.table.load();
+        let mut out: Vec<_> = table
+            .iter()
+            .flat_map(|(t, parts)| {
+                parts
+                    .iter()
+                    .map(move |(p, b)| (t.clone(), *p, b.lock().complete_from))
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+        out
+    }
+
     /// `complete_from` of one partition (see the module doc), if it is known here.
     pub fn complete_from(&self, topic: &str, partition: i32) -> Option<i64> {
         self.partition(topic, partition)?.lock().complete_from
