@@ -22,6 +22,16 @@ fn get(addr: SocketAddr, path: &str, extra: &str) -> (u16, String, String) {
     (status, head.to_string(), body.to_string())
 }
 
+/// `data.n` of every event in a page, in order.
+fn data_ns(page: &Value) -> Vec<i64> {
+    page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["data"]["n"].as_i64().unwrap())
+        .collect()
+}
+
 fn etag(head: &str) -> String {
     head.lines()
         .find_map(|l| l.strip_prefix("ETag: "))
@@ -39,12 +49,7 @@ fn polling_pages_through_the_buffer_with_an_offset_cursor_and_etag() {
     let (st, head, body) = get(s.local_addr, "/v1/channels/orders/events?limit=3", "");
     assert_eq!(st, 200, "{body}");
     let v: Value = serde_json::from_str(&body).unwrap();
-    let ns: Vec<_> = v["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["data"]["n"].as_i64().unwrap())
-        .collect();
+    let ns = data_ns(&v);
     assert_eq!(ns, vec![0, 1, 2]);
     assert_eq!(v["recovered"], true);
     let next = v["next"].as_str().unwrap().to_string();
@@ -54,12 +59,7 @@ fn polling_pages_through_the_buffer_with_an_offset_cursor_and_etag() {
         "",
     );
     let v: Value = serde_json::from_str(&body).unwrap();
-    let ns: Vec<_> = v["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["data"]["n"].as_i64().unwrap())
-        .collect();
+    let ns = data_ns(&v);
     assert_eq!(
         ns,
         vec![3, 4],

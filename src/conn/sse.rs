@@ -16,6 +16,7 @@ use serde_json::{Map, Value, json};
 
 use crate::auth::credentials::percent_decode;
 use crate::http::{self, Head};
+use crate::protocol::server;
 use crate::protocol::{Filter, Since};
 
 /// The path of the SSE endpoint on the public listener.
@@ -168,17 +169,14 @@ fn message(name: &str, data: &Value) -> Bytes {
     Bytes::from(format!("event: {name}\ndata: {data}\n\n"))
 }
 
-/// `gap` for an SSE stream (same JSON as the WebSocket `gap`).
+/// `gap` for an SSE stream (the WebSocket `gap` JSON).
 pub fn gap(channel: &str, dropped: u64, reason: &str) -> Bytes {
-    message(
-        "gap",
-        &json!({"type":"gap","channel":channel,"dropped":dropped,"reason":reason}),
-    )
+    message("gap", &server::gap_json(channel, dropped, reason))
 }
 
 /// `status` for an SSE stream.
 pub fn status(kafka: &str) -> Bytes {
-    message("status", &json!({"type":"status","kafka":kafka}))
+    message("status", &server::status_json(kafka))
 }
 
 /// `event: subscribed` at open: the channels, and with a resume cursor whether the replay
@@ -188,20 +186,14 @@ pub fn subscribed(
     channels: &[String],
     resumed: Option<(bool, Option<&str>, usize)>,
 ) -> Bytes {
-    let mut v = json!({"type":"subscribed","connection_id":connection_id,"channels":channels});
-    if let Some((ok, reason, replayed)) = resumed {
-        v["recovered"] = json!(ok);
-        v["replayed"] = json!(replayed);
-        if let Some(r) = reason {
-            v["reason"] = json!(r);
-        }
-    }
+    let mut v = server::subscribed_json(channels, resumed);
+    v["connection_id"] = json!(connection_id);
     message("subscribed", &v)
 }
 
 /// `error` for an SSE stream (a subscribe-time refusal after the 200, e.g. too many channels).
 pub fn error(code: &str, msg: &str) -> Bytes {
-    message("error", &json!({"type":"error","code":code,"message":msg}))
+    message("error", &server::error_json(None, code, msg))
 }
 
 #[cfg(test)]

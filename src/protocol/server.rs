@@ -17,13 +17,13 @@ pub fn welcome(connection_id: &str, heartbeat_ms: u64, limits: Value) -> Bytes {
     )
 }
 
-/// `subscribed` ack; `recovered:false` carries the reason the client must reload state.
-pub fn subscribed(
-    id: Option<&str>,
+/// The `subscribed` message body, shared by the WebSocket ack and the SSE stream's opening
+/// event; `recovered:false` carries the reason the client must reload state.
+pub fn subscribed_json(
     channels: &[String],
     recovered: Option<(bool, Option<&str>, usize)>,
-) -> Bytes {
-    let mut v = json!({"type":"subscribed","id":id,"channels":channels});
+) -> Value {
+    let mut v = json!({"type":"subscribed","channels":channels});
     if let Some((ok, reason, replayed)) = recovered {
         v["recovered"] = json!(ok);
         v["replayed"] = json!(replayed);
@@ -31,6 +31,17 @@ pub fn subscribed(
             v["reason"] = json!(r);
         }
     }
+    v
+}
+
+/// `subscribed` ack for request `id`.
+pub fn subscribed(
+    id: Option<&str>,
+    channels: &[String],
+    recovered: Option<(bool, Option<&str>, usize)>,
+) -> Bytes {
+    let mut v = subscribed_json(channels, recovered);
+    v["id"] = json!(id);
     frame(v)
 }
 
@@ -39,9 +50,14 @@ pub fn unsubscribed(id: Option<&str>, channels: &[String]) -> Bytes {
     frame(json!({"type":"unsubscribed","id":id,"channels":channels}))
 }
 
+/// The `error` message body for request `id`.
+pub fn error_json(id: Option<&str>, code: &str, message: &str) -> Value {
+    json!({"type":"error","id":id,"code":code,"message":message})
+}
+
 /// `error` for request `id`.
 pub fn error(id: Option<&str>, code: &str, message: &str) -> Bytes {
-    frame(json!({"type":"error","id":id,"code":code,"message":message}))
+    frame(error_json(id, code, message))
 }
 
 /// App-level `pong`.
@@ -52,14 +68,24 @@ pub fn pong(id: Option<&str>) -> Bytes {
     }
 }
 
-/// `gap`: the server dropped `dropped` events of `channel` for this connection.
-pub fn gap(channel: &str, dropped: u64, reason: &str) -> Bytes {
-    frame(json!({"type":"gap","channel":channel,"dropped":dropped,"reason":reason}))
+/// The `gap` message body: the server dropped `dropped` events of `channel` for this client.
+pub fn gap_json(channel: &str, dropped: u64, reason: &str) -> Value {
+    json!({"type":"gap","channel":channel,"dropped":dropped,"reason":reason})
 }
 
-/// `status`: the broker link changed.
+/// `gap` frame.
+pub fn gap(channel: &str, dropped: u64, reason: &str) -> Bytes {
+    frame(gap_json(channel, dropped, reason))
+}
+
+/// The `status` message body: the broker link changed.
+pub fn status_json(kafka: &str) -> Value {
+    json!({"type":"status","kafka":kafka})
+}
+
+/// `status` frame.
 pub fn status(kafka: &str) -> Bytes {
-    frame(json!({"type":"status","kafka":kafka}))
+    frame(status_json(kafka))
 }
 
 #[cfg(test)]
