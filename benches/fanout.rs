@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use fanline::conn::outbox::Outbox;
 use fanline::event::{Event, EventParts};
 use fanline::fanout::{RingItem, ShardInbox, SubscriptionTable};
 use fanline::io::IoVecs;
-use fanline::shard::outbox::Outbox;
 
 fn event(size: usize) -> Arc<Event> {
     let topic: Arc<str> = "bench".into();
@@ -53,6 +53,18 @@ fn snapshot(c: &mut Criterion) {
     }
     c.bench_function("snapshot/shards_for (10k channels)", |b| {
         b.iter(|| black_box(t.shards_for(black_box("chan:4242"))))
+    });
+    // Subscribe/unsubscribe churn with 100k channels (a socket per `gateway:{id}` channel):
+    // the last subscriber of one channel leaves and comes back.
+    let big = SubscriptionTable::default();
+    for i in 0..100_000 {
+        big.set(&format!("gateway:{i}"), i % 2, true);
+    }
+    c.bench_function("snapshot/set churn (100k channels)", |b| {
+        b.iter(|| {
+            big.set(black_box("gateway:4242"), 0, false);
+            big.set(black_box("gateway:4242"), 0, true);
+        })
     });
 }
 

@@ -75,7 +75,7 @@ fn main() -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new(1));
     let mut cfg = Config::default();
     cfg.kafka.brokers = brokers;
-    cfg.kafka.start = "earliest".into();
+    cfg.kafka.start = fanline::config::KafkaStart::Earliest;
     // KAFKA_PROPS="k=v,k2=v2": extra librdkafka properties for the ingest consumer.
     for kv in std::env::var("KAFKA_PROPS").unwrap_or_default().split(',') {
         if let Some((k, v)) = kv.split_once('=') {
@@ -108,7 +108,8 @@ fn main() -> anyhow::Result<()> {
     };
     let t1 = Instant::now();
     let (handle, _sink) = spawn_ingest(
-        &cfg,
+        &cfg.kafka,
+        &cfg.routes,
         Publisher::new(fanout, metrics.clone()),
         Arc::new(ReplayBuffer::new(&cfg.replay)),
         metrics.clone(),

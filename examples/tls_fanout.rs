@@ -108,7 +108,7 @@ fn run(args: &Args, tls: bool, rt: &tokio::runtime::Runtime) -> anyhow::Result<O
     cfg.server.admin_listen = "127.0.0.1:0".parse()?;
     cfg.server.shards = args.shards;
     cfg.server.drain_ms = 200;
-    cfg.kafka.mode = "direct".into();
+    cfg.kafka.mode = fanline::config::KafkaMode::Direct;
     let mut client_tls = None;
     if tls {
         let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])?;

@@ -40,7 +40,7 @@ trap 'cleanup' EXIT
 trap 'cleanup; exit 130' INT TERM
 
 echo "== building (release)" >&2
-(cd "$ROOT" && nice cargo build --release --bin fanline-bench --bin fanline -j1) >&2 || exit 1
+(cd "$ROOT" && nice cargo build --release -p fanline --bin fanline -p fanline-bench -j1) >&2 || exit 1
 [ -x "$PEERS/release/naive-peer" ] || "$ROOT/perf/peers/build.sh" naive >&2 || true
 [ -x "$PEERS/uws-peer" ] || "$ROOT/perf/peers/build.sh" uws >&2 || true
 

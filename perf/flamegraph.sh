@@ -41,7 +41,7 @@ SVG="$OUT/flamegraph-$SC.svg"
 trap 'cleanup; [ -n "${BENCH_PID:-}" ] && kill "$BENCH_PID" 2>/dev/null; true' EXIT
 trap 'exit 130' INT TERM
 
-(cd "$ROOT" && nice cargo build --release --bin fanline-bench --bin fanline -j1) >&2
+(cd "$ROOT" && nice cargo build --release -p fanline --bin fanline -p fanline-bench -j1) >&2
 start_server "$SERVER" "$OUT/flamegraph-$SC-$SERVER.log"
 (
     trap 'for p in "${BENCH_PIDS[@]}"; do kill "$p" 2>/dev/null; done; exit 143' TERM

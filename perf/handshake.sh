@@ -12,7 +12,7 @@ PORT=48180
 ADMIN=48191
 OUT="$ROOT/perf/out/handshake"
 mkdir -p "$OUT"
-cargo build --release --bin fanline --bin fanline-bench --example mint_jwt >/dev/null 2>&1
+cargo build --release -p fanline --bin fanline --example mint_jwt -p fanline-bench >/dev/null 2>&1
 SECRET="test-only-hmac-secret-0123456789abcdef"
 RSA_KEY="$ROOT/tests/fixtures/test-only-rsa1.key.pem"
 RSA_PUB="$ROOT/tests/fixtures/test-only-rsa1.pub.pem"

@@ -18,7 +18,7 @@ while [ $# -gt 0 ]; do
     shift
 done
 BIN="$ROOT/target/release/fanline"
-[ -x "$BIN" ] || (cd "$ROOT" && cargo build --release --bin fanline)
+[ -x "$BIN" ] || (cd "$ROOT" && cargo build --release -p fanline --bin fanline)
 
 install -D -m 0755 "$BIN" "$DESTDIR/usr/local/bin/fanline"
 install -d -m 0755 "$DESTDIR/etc/fanline"

@@ -8,12 +8,14 @@ command -v systemd-analyze >/dev/null || { apt-get update -qq && apt-get install
 unit="$ROOT/scripts/fanline.service"
 if [ ! -x /usr/local/bin/fanline ]; then
     bin="$ROOT/target/release/fanline"
-    [ -x "$bin" ] || (cd "$ROOT" && cargo build --release --bin fanline)
+    [ -x "$bin" ] || (cd "$ROOT" && cargo build --release -p fanline --bin fanline)
     tmp="$(mktemp -d)"
     trap 'rm -rf "$tmp"' EXIT
     sed "s|/usr/local/bin/fanline|$bin|" "$unit" >"$tmp/fanline.service"
     unit="$tmp/fanline.service"
 fi
+# `systemctl reload fanline` must send SIGHUP (a full config reload, SPEC §2)
+grep -qx 'ExecReload=/bin/kill -HUP $MAINPID' "$unit" || { echo "fanline.service: ExecReload must be '/bin/kill -HUP \$MAINPID'"; exit 1; }
 out="$(systemd-analyze verify "$unit" 2>&1)" || { echo "$out"; exit 1; }
 # verify exits 0 on some warnings; treat any line about our unit as a failure.
 if echo "$out" | grep -q 'fanline.service'; then echo "$out"; exit 1; fi

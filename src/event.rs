@@ -4,9 +4,15 @@
 //! it through an `Arc`, and every WebSocket delivery is a clone of [`Event::ws_frame`] (O(1), a
 //! reference-count increment). Nothing about an `Event` changes after it is built.
 //! The Server-Sent Events encoding ([`Event::sse_frame`]) is built at the same time, in the
-//! same allocation, so an SSE delivery costs the same as a WebSocket one.
+//! same allocation; it has no `id:` line: each SSE stream writes its own (its position on every
+//! partition it reads, see `conn::sse`), so an SSE delivery copies the message once.
+//! The `permessage-deflate` frame ([`Event::ws_frame_deflated`]) is made at most once per
+//! event, lazily, by the first shard that delivers the event to a connection that negotiated
+//! compression (so an event nobody compressed for costs nothing extra); every later delivery is
+//! again a reference-count increment. With `server_no_context_takeover` the compressed bytes
+//! depend only on the envelope, so one frame serves every such socket.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -45,11 +51,14 @@ pub struct Event {
     pub ws_frame: Bytes,
     /// Byte range of the JSON envelope inside `ws_frame` (for SSE / REST transports).
     pub json_start: usize,
-    /// The same envelope as one SSE message:
-    /// `id: <topic>/<partition>/<offset>\nevent: <channel>\ndata: <envelope>\n\n`.
+    /// The same envelope as one SSE message without its `id:` line:
+    /// `event: <channel>\ndata: <envelope>\n\n`.
     pub sse_frame: Bytes,
     /// When ingest built this event (for the ingest→write histogram).
     pub ingested_at: Instant,
+    /// The compressed frame (RSV1), or a clone of `ws_frame` when compressing did not make it
+    /// smaller; made on first use by [`Event::ws_frame_deflated`].
+    deflated: OnceLock<Bytes>,
 }
 
 impl Event {
@@ -57,10 +66,8 @@ impl Event {
     pub fn new(parts: EventParts<'_>, data: serde_json::Value) -> Event {
         let json = encode_envelope(&parts);
         let (header, hlen) = ws::frame_header(ws::OpCode::Text, json.len());
-        // One buffer: [ws header | json][id: …\nevent: …\ndata: json\n\n], sliced twice.
-        let id_len = parts.topic.len() + 24;
-        let mut frame =
-            Vec::with_capacity(2 * json.len() + hlen + id_len + parts.channel.len() + 24);
+        // One buffer: [ws header | json][event: …\ndata: json\n\n], sliced twice.
+        let mut frame = Vec::with_capacity(2 * json.len() + hlen + parts.channel.len() + 24);
         frame.extend_from_slice(&header[..hlen]);
         frame.extend_from_slice(&json);
         let ws_len = frame.len();
@@ -81,7 +88,35 @@ impl Event {
             json_start: hlen,
             sse_frame: all.slice(ws_len..),
             ingested_at: Instant::now(),
+            deflated: OnceLock::new(),
         }
+    }
+
+    /// The frame for a connection that negotiated `permessage-deflate`: compressed when the
+    /// envelope has at least `min_bytes` and at most `max_payload` bytes (the connection's
+    /// `server_max_window_bits` bound), else the plain frame. `min_bytes` must be the same on
+    /// every call (it is the process-wide `[compression] min_bytes`). The first call over
+    /// `min_bytes` compresses (one DEFLATE pass, racing shards block on the same `OnceLock`);
+    /// every other call is O(1).
+    pub fn ws_frame_deflated(&self, min_bytes: usize, max_payload: usize) -> &Bytes {
+        let len = self.ws_frame.len() - self.json_start;
+        if len < min_bytes || len > max_payload {
+            return &self.ws_frame;
+        }
+        self.deflated.get_or_init(|| {
+            let f =
+                ws::deflate::compressed_frame(ws::OpCode::Text, &self.ws_frame[self.json_start..]);
+            if f.len() < self.ws_frame.len() {
+                f
+            } else {
+                self.ws_frame.clone()
+            }
+        })
+    }
+
+    /// Whether the compressed frame has been made (tests, metrics).
+    pub fn is_deflated(&self) -> bool {
+        self.deflated.get().is_some()
     }
 
     /// The JSON envelope (without the WebSocket header). O(1).
@@ -121,11 +156,10 @@ fn encode_envelope(p: &EventParts<'_>) -> Vec<u8> {
     out
 }
 
-/// `id: t/p/o\nevent: <channel>\n`. Line breaks in a channel name would end the SSE field, so
-/// they are replaced (channel names never contain them in practice).
+/// `event: <channel>\n`. Line breaks in a channel name would end the SSE field, so they are
+/// replaced (channel names never contain them in practice).
 fn push_sse_head(out: &mut Vec<u8>, p: &EventParts<'_>) {
-    use std::io::Write;
-    let _ = write!(out, "id: {}/{}/{}\nevent: ", p.topic, p.partition, p.offset);
+    out.extend_from_slice(b"event: ");
     out.extend(
         p.channel
             .bytes()
@@ -143,6 +177,63 @@ pub fn push_json_str(out: &mut Vec<u8>, s: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn event(data_json: &[u8]) -> Event {
+        let topic: Arc<str> = "t".into();
+        Event::new(
+            EventParts {
+                channel: "c",
+                topic: &topic,
+                partition: 0,
+                offset: 7,
+                ts_ms: 1,
+                event_type: None,
+                correlation_id: None,
+                data_json,
+            },
+            serde_json::Value::Null,
+        )
+    }
+
+    #[test]
+    fn deflated_frame_is_made_once_and_only_above_min_bytes() {
+        let small = event(br#"{"a":1}"#);
+        assert_eq!(
+            small.ws_frame_deflated(256, usize::MAX).as_ptr(),
+            small.ws_frame.as_ptr()
+        );
+        assert!(
+            !small.is_deflated(),
+            "under min_bytes nothing is compressed"
+        );
+
+        let data = format!(
+            "{{\"items\":[{}]}}",
+            r#"{"k":"value","n":12345},"#.repeat(40) + "0"
+        );
+        let big = event(data.as_bytes());
+        assert!(
+            !big.is_deflated(),
+            "lazy: nothing before the first deflate delivery"
+        );
+        let a = big.ws_frame_deflated(256, usize::MAX).clone();
+        let b = big.ws_frame_deflated(256, usize::MAX).clone();
+        assert_eq!(a[0], 0xC1, "FIN + RSV1 + text");
+        assert!(a.len() < big.ws_frame.len() / 3);
+        assert_eq!(
+            a.as_ptr(),
+            b.as_ptr(),
+            "one allocation shared by every delivery"
+        );
+        // A connection with a small server window gets the plain frame.
+        assert_eq!(big.ws_frame_deflated(256, 512), &big.ws_frame);
+        let mut inf = ws::deflate::Inflater::new(ws::extensions::ContextTakeover::Reset);
+        let mut out = Vec::new();
+        let skip = if a[1] & 0x7f == 126 { 4 } else { 2 };
+        inf.frame(&a[skip..], &mut out, 1 << 20).unwrap();
+        inf.finish(&mut out, 1 << 20).unwrap();
+        assert_eq!(&out[..], &big.json()[..]);
+    }
 
     #[test]
     fn envelope_is_valid_json_and_frame_is_text() {
@@ -170,9 +261,6 @@ mod tests {
         assert_eq!(ev.ws_frame.len(), ev.json_start + ev.json().len());
         let sse = std::str::from_utf8(&ev.sse_frame).unwrap();
         let json = std::str::from_utf8(&ev.json()).unwrap().to_string();
-        assert_eq!(
-            sse,
-            format!("id: issues.enriched/1/42\nevent: issues\"x\ndata: {json}\n\n")
-        );
+        assert_eq!(sse, format!("event: issues\"x\ndata: {json}\n\n"));
     }
 }

@@ -1,22 +1,31 @@
 //! fanline: a Kafka → WebSocket fan-out gateway.
 //!
-//! Codemap, in the order an event travels:
+//! Codemap, top to bottom; each folder imports only what sits below it:
 //!
 //! ```text
+//! server.rs   `Server`: wires config -> ingest, shards, admin; reload; shutdown
+//! reload.rs   SIGHUP: check a re-read config whole, then swap routes, limits, auth, TLS, log level
+//! admin/      admin listener: metrics, stats, connections, publish (never blocks a shard;
+//!             asks shards through their control queue in state.rs)
+//! shard/      one reactor thread per core: mio poll, accept, slab of connections, timer
+//!             wheel, local channel index (implements conn::Subscriptions); one turn =
+//!             read -> drain event ring -> drain control queue -> timers -> flush -> remove
+//! conn/       one connection end to end, sans-I/O over a `conn::Env` the shard lends per
+//!             call (now, &ServerState, metrics, Subscriptions): read.rs (plain/TLS bytes,
+//!             HTTP head, PROXY v2, upgrade, session start), deliver (the delivery policy:
+//!             filter, resume dedup, drop-oldest, gap), handshake, session, sse, rest,
+//!             tls, outbox (drop-oldest backpressure, one writev per flush)
+//! state.rs    ServerState: server-wide read-mostly state and readiness; AdminQuery and the
+//!             per-shard ControlQueue
 //! ingest/     one thread: Kafka records (or direct publishes) -> routes -> Event, replay buffer
+//! fanout/     subscription snapshot (arc-swap: channel -> shard mask) and per-shard event rings
 //! event.rs    Event: the envelope, encoded ONCE into a shared `Bytes` WebSocket frame
-//! fanout/     subscription snapshot (arc-swap: channel -> shard mask) and per-shard rings
-//! shard/      one reactor thread per core: mio poll, slab of connections, timer wheel,
-//!             local channel -> connections index, outbox with drop-oldest backpressure
-//! conn/       connection state machine: HTTP head -> auth -> 101 -> WebSocket session
+//! auth/       credentials, JWT, API keys, channel ACL: pure functions, no I/O
 //! http/       sans-I/O HTTP/1.1 request head parsing and responses (httparse)
 //! ws/         sans-I/O RFC 6455 codec: decode masked client frames, encode server frames
 //! protocol/   fanline protocol v1: client messages, server messages, filters
 //! io/         the only place that calls libc: writev, socket options
-//! admin/      admin listener: metrics, stats, publish (never blocks a shard)
-//! auth/       credentials, JWT, API keys, channel ACL: pure functions, no I/O
 //! metrics.rs  counters: per-shard cache-padded atomics, summed at scrape time
-//! server.rs   `Server`: wires config -> ingest, shards, admin; shutdown
 //! config.rs   TOML file + FANLINE_* env + flags
 //! ```
 #![deny(unsafe_code)]
@@ -35,6 +44,8 @@ pub mod io;
 pub mod metrics;
 pub mod notify;
 pub mod protocol;
+pub mod reload;
 pub mod server;
 pub mod shard;
+pub mod state;
 pub mod ws;

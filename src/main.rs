@@ -35,6 +35,7 @@ struct Args {
 
 fn main() {
     let args = Args::parse();
+    let config_path = args.config.clone();
     let mut env: Vec<(String, String)> = std::env::vars().collect();
     // Flags win over env and file: apply them as the last env overrides.
     let mut flag = |k: &str, v: Option<String>| {
@@ -50,24 +51,27 @@ fn main() {
     if let Some(n) = args.shards {
         env.push(("FANLINE_SERVER_SHARDS".into(), n.to_string()));
     }
-    let cfg = match fanline::config::Config::load(args.config.as_deref(), env) {
+    let cfg = match fanline::config::Config::load(args.config.as_deref(), env.clone()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("fanline: {e}");
             std::process::exit(2);
         }
     };
-    init_logging(&cfg.log);
+    let log_reload = init_logging(&cfg.log);
     if let Ok(n) = fanline::io::raise_nofile_limit() {
         tracing::debug!(nofile = n, "open-files limit");
     }
-    let server = match fanline::server::Server::start(cfg) {
+    let mut server = match fanline::server::Server::start(cfg) {
         Ok(s) => s,
         Err(e) => {
             tracing::error!("cannot start: {e:#}");
             std::process::exit(1);
         }
     };
+    if let Some(f) = log_reload {
+        server.set_log_reload(f);
+    }
     let mut signals = match signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP]) {
         Ok(s) => s,
         Err(e) => {
@@ -106,9 +110,14 @@ fn main() {
     for sig in signals.forever() {
         match sig {
             SIGHUP => {
-                if let Err(e) = server.reload() {
+                // the file and the same env and flags as at startup
+                let loaded = fanline::config::Config::load(config_path.as_deref(), env.clone());
+                let result = loaded
+                    .map_err(fanline::server::ReloadError::from)
+                    .and_then(|new| server.reload_with(new));
+                if let Err(e) = result {
                     tracing::error!(
-                        "SIGHUP: reload failed (the failed part keeps its previous configuration): {e}"
+                        "SIGHUP: configuration refused, the running one stays in force: {e}"
                     );
                 }
             }
@@ -122,15 +131,32 @@ fn main() {
     server.join();
 }
 
-fn init_logging(cfg: &fanline::config::LogConfig) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.level));
+/// Installs the subscriber; returns how to change its level on SIGHUP (`None` when `RUST_LOG`
+/// is set: it wins over `log.level`, at startup and on reload).
+fn init_logging(cfg: &fanline::config::LogConfig) -> Option<fanline::server::LogReload> {
+    use tracing_subscriber::EnvFilter;
+    let from_env = EnvFilter::try_from_default_env().ok();
+    let env_set = from_env.is_some();
+    let filter = from_env.unwrap_or_else(|| EnvFilter::new(&cfg.level));
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    if cfg.format == "json" {
-        b.json().init();
-    } else {
+    let f: fanline::server::LogReload = if cfg.format == "json" {
+        let b = b.json().with_filter_reloading();
+        let handle = b.reload_handle();
         b.init();
-    }
+        Box::new(move |level: &str| {
+            let filter = EnvFilter::try_new(level).map_err(|e| e.to_string())?;
+            handle.reload(filter).map_err(|e| e.to_string())
+        })
+    } else {
+        let b = b.with_filter_reloading();
+        let handle = b.reload_handle();
+        b.init();
+        Box::new(move |level: &str| {
+            let filter = EnvFilter::try_new(level).map_err(|e| e.to_string())?;
+            handle.reload(filter).map_err(|e| e.to_string())
+        })
+    };
+    (!env_set).then_some(f)
 }

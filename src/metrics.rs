@@ -70,7 +70,7 @@ impl Histogram {
 }
 
 /// Why a handshake was refused (label `reason`).
-pub const REJECT_REASONS: [&str; 12] = [
+pub const REJECT_REASONS: [&str; 14] = [
     "bad_request",
     "not_found",
     "head_too_large",
@@ -83,6 +83,8 @@ pub const REJECT_REASONS: [&str; 12] = [
     "max_connections",
     "draining",
     "tls",
+    "pending_heads",
+    "fd_limit",
 ];
 
 /// Counters one shard writes.
@@ -128,6 +130,8 @@ pub struct IngestMetrics {
     pub errors_missing_field: Counter,
     pub errors_no_route: Counter,
     pub errors_kafka: Counter,
+    /// Events whose channel had no subscriber on any shard (delivered to no one).
+    pub events_no_subscriber: Counter,
     /// Events ingested per topic. The lock is taken only when a topic is first seen and at
     /// scrape time; ingest keeps the `Arc<Counter>` it got from [`IngestMetrics::topic_counter`].
     pub topics: std::sync::Mutex<std::collections::BTreeMap<String, std::sync::Arc<Counter>>>,
@@ -181,266 +185,304 @@ impl Metrics {
         self.shards.iter().map(|s| f(s)).sum()
     }
 
-    /// Prometheus text exposition of everything this struct holds.
+    /// Prometheus text exposition of everything this struct holds: one `# HELP`/`# TYPE` and
+    /// the samples of each entry of [`FAMILIES`], in order.
     pub fn render(&self, out: &mut String) {
-        let g = |out: &mut String, name: &str, help: &str, kind: &str, v: String| {
+        for f in FAMILIES {
+            let name = f.name;
             let _ = writeln!(
                 out,
-                "# HELP fanline_{name} {help}\n# TYPE fanline_{name} {kind}"
+                "# HELP fanline_{name} {}\n# TYPE fanline_{name} {}",
+                f.help,
+                f.kind.as_str()
             );
-            out.push_str(&v);
-        };
-        let line = |name: &str, labels: &str, v: i128| format!("fanline_{name}{labels} {v}\n");
-        g(
-            out,
-            "connections",
-            "Open WebSocket connections.",
-            "gauge",
-            line(
-                "connections",
-                "",
-                self.sum_gauge(|s| s.connections.get()) as i128,
-            ),
-        );
-        g(
-            out,
-            "connections_total",
-            "Accepted connections by transport.",
-            "counter",
-            format!(
-                "{}{}{}",
-                line(
-                    "connections_total",
-                    "{transport=\"ws\"}",
-                    self.sum(|s| s.connections_total_ws.get()) as i128
-                ),
-                line(
-                    "connections_total",
-                    "{transport=\"http\"}",
-                    self.sum(|s| s.connections_total_http.get()) as i128
-                ),
-                line(
-                    "connections_total",
-                    "{transport=\"sse\"}",
-                    self.sum(|s| s.connections_total_sse.get()) as i128
-                )
-            ),
-        );
-        let mut rej = String::new();
-        for (i, r) in REJECT_REASONS.iter().enumerate() {
-            let v = self.sum(|s| s.handshake_rejected[i].get());
-            rej.push_str(&line(
-                "handshake_rejected_total",
-                &format!("{{reason=\"{r}\"}}"),
-                v as i128,
-            ));
-        }
-        g(
-            out,
-            "handshake_rejected_total",
-            "Upgrades refused, by reason.",
-            "counter",
-            rej,
-        );
-        g(
-            out,
-            "subscriptions",
-            "Active channel subscriptions.",
-            "gauge",
-            line(
-                "subscriptions",
-                "",
-                self.sum_gauge(|s| s.subscriptions.get()) as i128,
-            ),
-        );
-        g(
-            out,
-            "deliveries_total",
-            "Event frames queued to connections.",
-            "counter",
-            line(
-                "deliveries_total",
-                "",
-                self.sum(|s| s.deliveries.get()) as i128,
-            ),
-        );
-        g(
-            out,
-            "dropped_total",
-            "Events dropped, by reason.",
-            "counter",
-            format!(
-                "{}{}",
-                line(
-                    "dropped_total",
-                    "{reason=\"slow_consumer\"}",
-                    self.sum(|s| s.dropped_slow_consumer.get()) as i128
-                ),
-                line(
-                    "dropped_total",
-                    "{reason=\"ring_full\"}",
-                    self.ingest.ring_full_drops.get() as i128
-                )
-            ),
-        );
-        g(
-            out,
-            "gaps_sent_total",
-            "gap frames sent.",
-            "counter",
-            line(
-                "gaps_sent_total",
-                "",
-                self.sum(|s| s.gaps_sent.get()) as i128,
-            ),
-        );
-        g(
-            out,
-            "outbox_bytes",
-            "Bytes queued in connection outboxes.",
-            "gauge",
-            line(
-                "outbox_bytes",
-                "",
-                self.sum_gauge(|s| s.outbox_bytes.get()) as i128,
-            ),
-        );
-        g(
-            out,
-            "writev_calls_total",
-            "writev system calls (one per connection per turn at most).",
-            "counter",
-            line(
-                "writev_calls_total",
-                "",
-                self.sum(|s| s.writev_calls.get()) as i128,
-            ),
-        );
-        g(
-            out,
-            "bytes_written_total",
-            "Bytes written to sockets.",
-            "counter",
-            line(
-                "bytes_written_total",
-                "",
-                self.sum(|s| s.bytes_written.get()) as i128,
-            ),
-        );
-        g(
-            out,
-            "closed_total",
-            "Connections closed by the server, by reason.",
-            "counter",
-            format!(
-                "{}{}{}{}",
-                line(
-                    "closed_total",
-                    "{reason=\"slow_consumer\"}",
-                    self.sum(|s| s.closed_slow_consumer.get()) as i128
-                ),
-                line(
-                    "closed_total",
-                    "{reason=\"heartbeat\"}",
-                    self.sum(|s| s.closed_heartbeat.get()) as i128
-                ),
-                line(
-                    "closed_total",
-                    "{reason=\"too_big\"}",
-                    self.sum(|s| s.closed_too_big.get()) as i128
-                ),
-                line(
-                    "closed_total",
-                    "{reason=\"protocol\"}",
-                    self.sum(|s| s.closed_protocol.get()) as i128
-                )
-            ),
-        );
-        let mut ing = String::new();
-        {
-            let topics = self.ingest.topics.lock().unwrap_or_else(|e| e.into_inner());
-            for (t, c) in topics.iter() {
-                ing.push_str(&line(
-                    "events_ingested_total",
-                    &format!("{{topic=\"{t}\"}}"),
-                    c.get() as i128,
-                ));
-            }
-            if topics.is_empty() {
-                ing = line(
-                    "events_ingested_total",
-                    "",
-                    self.ingest.events_ingested.get() as i128,
-                );
+            let mut sample = |labels: &str, v: i128| {
+                let _ = match labels {
+                    "" => writeln!(out, "fanline_{name} {v}"),
+                    l => writeln!(out, "fanline_{name}{{{l}}} {v}"),
+                };
+            };
+            match f.read {
+                Read::Value(r) => sample("", r(self)),
+                Read::Labeled(key, rows) => {
+                    for (value, r) in rows {
+                        sample(&format!("{key}=\"{value}\""), r(self));
+                    }
+                }
+                Read::Each(r) => r(self, &mut sample),
+                Read::Histogram(h) => self.render_histogram(out, name, h),
             }
         }
-        g(
-            out,
-            "events_ingested_total",
-            "Records turned into events, by topic.",
-            "counter",
-            ing,
-        );
-        let mut errs = String::new();
-        for (kind, c) in [
-            ("not_json", &self.ingest.errors_not_json),
-            ("missing_field", &self.ingest.errors_missing_field),
-            ("no_route", &self.ingest.errors_no_route),
-            ("kafka", &self.ingest.errors_kafka),
-        ] {
-            errs.push_str(&line(
-                "ingest_errors_total",
-                &format!("{{kind=\"{kind}\"}}"),
-                c.get() as i128,
-            ));
-        }
-        g(
-            out,
-            "ingest_errors_total",
-            "Records skipped or Kafka errors, by kind.",
-            "counter",
-            errs,
-        );
-        let mut lag = String::new();
-        for (tp, v) in self
-            .ingest
-            .lag
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-        {
-            lag.push_str(&line(
-                "kafka_lag",
-                &format!("{{partition=\"{tp}\"}}"),
-                *v as i128,
-            ));
-        }
-        g(
-            out,
-            "kafka_lag",
-            "Consumer lag in records (high watermark - next offset), by topic/partition.",
-            "gauge",
-            lag,
-        );
-        let mut h = String::new();
+    }
+
+    /// A histogram family's `_bucket`, `_sum` and `_count` lines, summed over shards.
+    fn render_histogram(&self, out: &mut String, name: &str, h: fn(&ShardMetrics) -> &Histogram) {
         let mut cum = 0u64;
         for (i, b) in LATENCY_BUCKETS.iter().enumerate() {
-            cum += self.sum(|s| s.ingest_to_write.buckets[i].load(Relaxed));
-            h.push_str(&format!(
-                "fanline_ingest_to_write_seconds_bucket{{le=\"{b}\"}} {cum}\n"
-            ));
+            cum += self.sum(|s| h(s).buckets[i].load(Relaxed));
+            let _ = writeln!(out, "fanline_{name}_bucket{{le=\"{b}\"}} {cum}");
         }
-        cum += self.sum(|s| s.ingest_to_write.buckets[LATENCY_BUCKETS.len()].load(Relaxed));
-        let sum = self.sum(|s| s.ingest_to_write.sum_ns.load(Relaxed)) as f64 / 1e9;
-        h.push_str(&format!(
-            "fanline_ingest_to_write_seconds_bucket{{le=\"+Inf\"}} {cum}\nfanline_ingest_to_write_seconds_sum {sum}\nfanline_ingest_to_write_seconds_count {cum}\n"
-        ));
-        g(
+        cum += self.sum(|s| h(s).buckets[LATENCY_BUCKETS.len()].load(Relaxed));
+        let sum = self.sum(|s| h(s).sum_ns.load(Relaxed)) as f64 / 1e9;
+        let _ = writeln!(
             out,
-            "ingest_to_write_seconds",
-            "Ingest of an event to the writev carrying it.",
-            "histogram",
-            h,
+            "fanline_{name}_bucket{{le=\"+Inf\"}} {cum}\nfanline_{name}_sum {sum}\nfanline_{name}_count {cum}"
         );
+    }
+}
+
+/// Prometheus metric type.
+#[derive(Debug, Clone, Copy)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+            Kind::Histogram => "histogram",
+        }
+    }
+}
+
+/// Reads one sample value.
+type Reader = fn(&Metrics) -> i128;
+/// Receives one sample: its labels (`key="value",…`, or empty) and value.
+type Sample<'a> = &'a mut dyn FnMut(&str, i128);
+
+/// How a family's samples are read at scrape time.
+#[derive(Debug, Clone, Copy)]
+pub enum Read {
+    /// One sample without labels.
+    Value(Reader),
+    /// One sample per `(label value, reader)`, all under label `key`.
+    Labeled(&'static str, &'static [(&'static str, Reader)]),
+    /// Samples whose label sets are only known at scrape time (topics, partitions, reasons):
+    /// the function calls `sample(labels, value)` for each, `labels` like `topic="t"`.
+    Each(fn(&Metrics, Sample<'_>)),
+    /// A per-shard [`Histogram`], summed over shards.
+    Histogram(fn(&ShardMetrics) -> &Histogram),
+}
+
+/// One metric family: every `fanline_*` name is spelled here and nowhere else.
+#[derive(Debug)]
+pub struct Family {
+    /// Without the `fanline_` prefix.
+    pub name: &'static str,
+    pub help: &'static str,
+    pub kind: Kind,
+    pub read: Read,
+}
+
+/// Everything `/metrics` exposes, in exposition order.
+pub const FAMILIES: &[Family] = &[
+    Family {
+        name: "connections",
+        help: "Open WebSocket connections.",
+        kind: Kind::Gauge,
+        read: Read::Value(|m| m.sum_gauge(|s| s.connections.get()) as i128),
+    },
+    Family {
+        name: "connections_total",
+        help: "Accepted connections by transport.",
+        kind: Kind::Counter,
+        read: Read::Labeled(
+            "transport",
+            &[
+                ("ws", |m| m.sum(|s| s.connections_total_ws.get()) as i128),
+                ("http", |m| {
+                    m.sum(|s| s.connections_total_http.get()) as i128
+                }),
+                ("sse", |m| m.sum(|s| s.connections_total_sse.get()) as i128),
+            ],
+        ),
+    },
+    Family {
+        name: "handshake_rejected_total",
+        help: "Upgrades refused, by reason.",
+        kind: Kind::Counter,
+        read: Read::Each(|m, sample| {
+            for (i, r) in REJECT_REASONS.iter().enumerate() {
+                let v = m.sum(|s| s.handshake_rejected[i].get());
+                sample(&format!("reason=\"{r}\""), v as i128);
+            }
+        }),
+    },
+    Family {
+        name: "subscriptions",
+        help: "Active channel subscriptions.",
+        kind: Kind::Gauge,
+        read: Read::Value(|m| m.sum_gauge(|s| s.subscriptions.get()) as i128),
+    },
+    Family {
+        name: "deliveries_total",
+        help: "Event frames queued to connections.",
+        kind: Kind::Counter,
+        read: Read::Value(|m| m.sum(|s| s.deliveries.get()) as i128),
+    },
+    Family {
+        name: "dropped_total",
+        help: "Events dropped, by reason.",
+        kind: Kind::Counter,
+        read: Read::Labeled(
+            "reason",
+            &[
+                ("slow_consumer", |m| {
+                    m.sum(|s| s.dropped_slow_consumer.get()) as i128
+                }),
+                ("ring_full", |m| m.ingest.ring_full_drops.get() as i128),
+            ],
+        ),
+    },
+    Family {
+        name: "gaps_sent_total",
+        help: "gap frames sent.",
+        kind: Kind::Counter,
+        read: Read::Value(|m| m.sum(|s| s.gaps_sent.get()) as i128),
+    },
+    Family {
+        name: "outbox_bytes",
+        help: "Bytes queued in connection outboxes.",
+        kind: Kind::Gauge,
+        read: Read::Value(|m| m.sum_gauge(|s| s.outbox_bytes.get()) as i128),
+    },
+    Family {
+        name: "writev_calls_total",
+        help: "writev system calls (one per connection per turn at most).",
+        kind: Kind::Counter,
+        read: Read::Value(|m| m.sum(|s| s.writev_calls.get()) as i128),
+    },
+    Family {
+        name: "bytes_written_total",
+        help: "Bytes written to sockets.",
+        kind: Kind::Counter,
+        read: Read::Value(|m| m.sum(|s| s.bytes_written.get()) as i128),
+    },
+    Family {
+        name: "closed_total",
+        help: "Connections closed by the server, by reason.",
+        kind: Kind::Counter,
+        read: Read::Labeled(
+            "reason",
+            &[
+                ("slow_consumer", |m| {
+                    m.sum(|s| s.closed_slow_consumer.get()) as i128
+                }),
+                ("heartbeat", |m| m.sum(|s| s.closed_heartbeat.get()) as i128),
+                ("too_big", |m| m.sum(|s| s.closed_too_big.get()) as i128),
+                ("protocol", |m| m.sum(|s| s.closed_protocol.get()) as i128),
+            ],
+        ),
+    },
+    Family {
+        name: "events_ingested_total",
+        help: "Records turned into events, by topic.",
+        kind: Kind::Counter,
+        read: Read::Each(|m, sample| {
+            let topics = m.ingest.topics.lock().unwrap_or_else(|e| e.into_inner());
+            if topics.is_empty() {
+                sample("", m.ingest.events_ingested.get() as i128);
+            }
+            for (t, c) in topics.iter() {
+                sample(&format!("topic=\"{t}\""), c.get() as i128);
+            }
+        }),
+    },
+    Family {
+        name: "events_no_subscriber_total",
+        help: "Events for channels with no subscriber on any shard.",
+        kind: Kind::Counter,
+        read: Read::Value(|m| m.ingest.events_no_subscriber.get() as i128),
+    },
+    Family {
+        name: "ingest_errors_total",
+        help: "Records skipped or Kafka errors, by kind.",
+        kind: Kind::Counter,
+        read: Read::Labeled(
+            "kind",
+            &[
+                ("not_json", |m| m.ingest.errors_not_json.get() as i128),
+                ("missing_field", |m| {
+                    m.ingest.errors_missing_field.get() as i128
+                }),
+                ("no_route", |m| m.ingest.errors_no_route.get() as i128),
+                ("kafka", |m| m.ingest.errors_kafka.get() as i128),
+            ],
+        ),
+    },
+    Family {
+        name: "kafka_lag",
+        help: "Consumer lag in records (high watermark - next offset), by topic/partition.",
+        kind: Kind::Gauge,
+        read: Read::Each(|m, sample| {
+            let lag = m.ingest.lag.lock().unwrap_or_else(|e| e.into_inner());
+            for (tp, v) in lag.iter() {
+                sample(&format!("partition=\"{tp}\""), *v as i128);
+            }
+        }),
+    },
+    Family {
+        name: "ingest_to_write_seconds",
+        help: "Ingest of an event to the writev carrying it.",
+        kind: Kind::Histogram,
+        read: Read::Histogram(|s| &s.ingest_to_write),
+    },
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_family_renders_help_type_and_samples_under_its_own_name() {
+        let m = Metrics::new(2);
+        m.shards[0].deliveries.add(3);
+        m.shards[1].deliveries.add(4);
+        m.shards[1].reject("tls");
+        m.ingest.topic_counter("t1").add(5);
+        m.ingest.set_lag("t1", 0, 9);
+        m.shards[0]
+            .ingest_to_write
+            .record(Duration::from_micros(70));
+        let mut out = String::new();
+        m.render(&mut out);
+        for f in FAMILIES {
+            let n = f.name;
+            assert!(out.contains(&format!("# HELP fanline_{n} ")), "{n}");
+            assert!(
+                out.contains(&format!("# TYPE fanline_{n} {}\n", f.kind.as_str())),
+                "{n}"
+            );
+        }
+        let names: std::collections::BTreeSet<_> = FAMILIES.iter().map(|f| f.name).collect();
+        assert_eq!(names.len(), FAMILIES.len(), "a family name is repeated");
+        for l in [
+            "fanline_deliveries_total 7\n",
+            "fanline_handshake_rejected_total{reason=\"tls\"} 1\n",
+            "fanline_handshake_rejected_total{reason=\"timeout\"} 0\n",
+            "fanline_events_ingested_total{topic=\"t1\"} 5\n",
+            "fanline_kafka_lag{partition=\"t1/0\"} 9\n",
+            "fanline_connections_total{transport=\"sse\"} 0\n",
+            "fanline_dropped_total{reason=\"ring_full\"} 0\n",
+            "fanline_ingest_to_write_seconds_bucket{le=\"0.00005\"} 0\n",
+            "fanline_ingest_to_write_seconds_bucket{le=\"0.0001\"} 1\n",
+            "fanline_ingest_to_write_seconds_bucket{le=\"+Inf\"} 1\n",
+            "fanline_ingest_to_write_seconds_count 1\n",
+        ] {
+            assert!(out.contains(l), "missing {l:?} in\n{out}");
+        }
+        // every sample line belongs to the family announced just before it
+        let mut current = "";
+        for l in out.lines() {
+            if let Some(rest) = l.strip_prefix("# TYPE fanline_") {
+                current = rest.split(' ').next().unwrap_or_default();
+            } else if !l.starts_with('#') {
+                assert!(l.starts_with(&format!("fanline_{current}")), "{l}");
+            }
+        }
     }
 }

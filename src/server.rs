@@ -16,18 +16,10 @@ use crate::config::Config;
 use crate::fanout::{Fanout, Publisher, ShardInbox, snapshot::MAX_SHARDS};
 use crate::ingest::{IngestStatus, PublishSink, ReplayBuffer, spawn_ingest};
 use crate::metrics::Metrics;
-use crate::shard::{Shard, Shared, WAKER};
+use crate::shard::{Shard, WAKER};
+use crate::state::ServerState;
 
-/// Why a SIGHUP reload (partly) failed; the failed part kept its previous configuration.
-#[derive(Debug, thiserror::Error)]
-pub enum ReloadError {
-    /// Credentials (JWT keys, JWKS, API key file) could not be re-read: fix them, reload again.
-    #[error("credentials: {0}")]
-    Auth(#[from] crate::auth::AuthSetupError),
-    /// The TLS certificate or key could not be re-read: fix the files, reload again.
-    #[error("tls: {0}")]
-    Tls(#[from] crate::conn::tls::TlsSetupError),
-}
+pub use crate::reload::{LogHook, LogReload, ReloadError, Reloaded};
 
 /// A running gateway.
 #[derive(Debug)]
@@ -39,12 +31,15 @@ pub struct Server {
     pub tls_addr: Option<SocketAddr>,
     /// The admin listener's bound address.
     pub admin_addr: SocketAddr,
-    pub shared: Arc<Shared>,
+    pub shared: Arc<ServerState>,
     pub sink: Arc<dyn PublishSink>,
     shards: Vec<JoinHandle<()>>,
     admin: Admin,
     ingest_thread: Option<JoinHandle<()>>,
     ingest_stop: Arc<AtomicBool>,
+    /// The configuration in force (the last one a reload accepted).
+    running: std::sync::Mutex<Config>,
+    log_reload: LogHook,
 }
 
 impl Server {
@@ -74,6 +69,7 @@ impl Server {
                 "auth: anonymous connections are allowed (no JWT key or API key file configured)"
             );
         }
+        let running = std::sync::Mutex::new(cfg.clone());
         let cfg = Arc::new(cfg);
         let n = cfg.shard_count();
         anyhow::ensure!(
@@ -121,15 +117,17 @@ impl Server {
         let ingest_stop = Arc::new(AtomicBool::new(false));
         let publisher = Publisher::new(fanout.clone(), metrics.clone());
         let (ingest_thread, sink) = spawn_ingest(
-            &cfg,
+            &cfg.kafka,
+            &cfg.routes,
             publisher,
             replay.clone(),
             metrics.clone(),
             ingest.clone(),
             ingest_stop.clone(),
         )?;
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(ServerState {
             cfg: cfg.clone(),
+            limits: arc_swap::ArcSwap::from_pointee(cfg.limits.clone()),
             metrics,
             fanout,
             ingest,
@@ -137,6 +135,7 @@ impl Server {
             auth: arc_swap::ArcSwap::from_pointee(auth),
             tls: tls_config.map(arc_swap::ArcSwap::new),
             limiter,
+            control: (0..n).map(|_| crate::state::ControlQueue::new()).collect(),
             draining: AtomicBool::new(false),
             shards_up: AtomicUsize::new(0),
             started: Instant::now(),
@@ -179,6 +178,8 @@ impl Server {
             admin,
             ingest_thread: Some(ingest_thread),
             ingest_stop,
+            running,
+            log_reload: LogHook::default(),
         })
     }
 
@@ -194,37 +195,39 @@ impl Server {
         false
     }
 
-    /// SIGHUP: re-reads credentials (JWT keys, PEM and JWKS files, the API key file) and the
-    /// TLS certificate and key, without touching connections (new connections use the new
-    /// certificate). Each part reloads independently: one that fails keeps its previous
-    /// configuration in force, is logged, and its error is returned.
-    pub fn reload(&self) -> Result<(), ReloadError> {
-        let auth = crate::auth::Authenticator::from_config(&self.shared.cfg.auth);
-        let auth = match auth {
-            Ok(fresh) => {
-                self.shared.auth.store(Arc::new(fresh));
-                tracing::info!("reloaded credentials");
-                Ok(())
-            }
-            Err(e) => {
-                tracing::error!("reload: keeping the previous credentials: {e}");
-                Err(ReloadError::Auth(e))
-            }
-        };
-        if let (Some(t), Some(slot)) = (&self.shared.cfg.tls, &self.shared.tls) {
-            match crate::conn::tls::load_server_config(t) {
-                Ok(fresh) => {
-                    slot.store(fresh);
-                    tracing::info!(cert = %t.cert, "reloaded the TLS certificate");
-                }
-                Err(e) => {
-                    tracing::error!("reload: keeping the previous TLS certificate: {e}");
-                    auth?;
-                    return Err(ReloadError::Tls(e));
-                }
-            }
-        }
-        auth
+    /// Lets [`Server::reload_with`] change the log level (`main` passes its subscriber's
+    /// reload handle).
+    pub fn set_log_reload(&mut self, f: LogReload) {
+        self.log_reload = LogHook(Some(f));
+    }
+
+    /// Re-reads the files the running configuration names (JWT keys, PEM and JWKS files, the
+    /// API key file, the TLS certificate and key) without touching connections. On error
+    /// nothing changes.
+    pub fn reload(&self) -> Result<Reloaded, ReloadError> {
+        let current = self
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        self.reload_with(current)
+    }
+
+    /// SIGHUP: puts `new` (the re-read file and env) in force — routes, limits, auth, TLS,
+    /// log level — without dropping a connection (see [`crate::reload`]). An invalid `new` is
+    /// refused whole with an error naming the key; the running configuration stays.
+    pub fn reload_with(&self, new: Config) -> Result<Reloaded, ReloadError> {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let (applied, done) = crate::reload::apply(
+            &self.shared,
+            &*self.sink,
+            self.log_reload.0.as_ref(),
+            &running,
+            new,
+        )?;
+        *running = applied;
+        tracing::info!(routes_changed = done.routes, ignored = ?done.ignored, "configuration reloaded");
+        Ok(done)
     }
 
     /// Begins the drain: stop accepting, readiness 503, close sockets with 1001 over the

@@ -14,10 +14,12 @@ use std::time::{Duration, Instant};
 use fanline::config::Config;
 use fanline::event::Event;
 use fanline::fanout::{Fanout, Publisher, RingItem, ShardInbox};
+use fanline::ingest::replay::Start;
 use fanline::ingest::{
     IngestStatus, PublishRequest, PublishSink, ReplayBuffer, RouteConfig, spawn_ingest,
 };
 use fanline::metrics::Metrics;
+use fanline::protocol::Cursor;
 use rdkafka::config::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::mocking::MockCluster;
@@ -54,7 +56,8 @@ impl Gateway {
         let shutdown = Arc::new(AtomicBool::new(false));
         let publisher = Publisher::new(fanout.clone(), metrics.clone());
         let (handle, sink) = spawn_ingest(
-            &cfg,
+            &cfg.kafka,
+            &cfg.routes,
             publisher,
             replay.clone(),
             metrics.clone(),
@@ -265,17 +268,20 @@ fn keyed_sequences_arrive_in_order_per_partition() {
     // the replay buffer holds them too, and resumes exactly
     let part = evs[0].partition;
     let first = evs[0].offset;
-    let r = gw
-        .replay
-        .replay("orders", &[("orders".into(), part, first)]);
-    assert!(r.recovered, "{:?}", r.reason);
+    let c = Cursor::parse_query(&format!("orders/{part}:{first}")).unwrap();
+    let r = gw.replay.resume(&["orders"], Start::Cursor(&c));
+    assert!(r.lost.is_none(), "{:?}", r.lost);
+    let this = r.parts.iter().find(|p| p.partition == part).unwrap();
     let expect: Vec<i64> = evs
         .iter()
         .filter(|e| e.partition == part && e.offset > first)
         .map(|e| e.offset)
         .collect();
     assert_eq!(
-        r.events.iter().map(|e| e.offset).collect::<Vec<_>>(),
+        r.events[this.events.clone()]
+            .iter()
+            .map(|e| e.offset)
+            .collect::<Vec<_>>(),
         expect
     );
     // nothing beyond what was produced
@@ -515,16 +521,23 @@ fn warm_start_fills_the_replay_buffer_without_publishing_history() {
     }
     flush(&p);
     let mut cfg = config(&brokers, vec![route("warm", "w")]);
-    cfg.kafka.start = "warm".into();
+    cfg.kafka.start = fanline::config::KafkaStart::Warm;
     cfg.kafka.warm_records = 4;
     let gw = Gateway::start(cfg, &["w"]);
     wait_for("warm records", || gw.replay.usage("warm", 0).0 == 4);
     assert_eq!(gw.replay.complete_from("warm", 0), Some(6));
-    assert!(gw.replay.replay("w", &[("warm".into(), 0, 5)]).recovered);
-    assert!(!gw.replay.replay("w", &[("warm".into(), 0, 4)]).recovered);
+    let resume = |q: &str| {
+        let c = Cursor::parse_query(q).unwrap();
+        gw.replay.resume(&["w"], Start::Cursor(&c)).lost.is_none()
+    };
+    assert!(resume("warm/0:5"));
+    assert!(!resume("warm/0:4"));
     produce(&p, "warm", Some(0), "k", br#"{"i":10}"#, &[]);
     flush(&p);
     let ev = &gw.events(1)[0];
     assert_eq!(ev.offset, 10, "history was not published live");
-    assert_eq!(gw.replay.latest("w").map(|e| e.offset), Some(10));
+    assert_eq!(
+        gw.replay.latest_matching("w", |_| true).map(|e| e.offset),
+        Some(10)
+    );
 }

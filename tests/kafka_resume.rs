@@ -121,8 +121,9 @@ async fn resume_older_than_the_buffer_says_recovered_false_with_a_reason() {
     .await;
     let ack = next_json(&mut ws2).await;
     assert_eq!(ack["recovered"], false, "{ack}");
+    assert_eq!(ack["reason"], "too_old", "{ack}");
     assert!(
-        ack["reason"]
+        ack["detail"]
             .as_str()
             .unwrap()
             .contains("older than the replay buffer"),

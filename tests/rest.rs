@@ -122,7 +122,7 @@ fn filters_apply_and_an_old_cursor_says_recovered_false() {
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["recovered"], false, "{v}");
     assert!(
-        v["reason"]
+        v["detail"]
             .as_str()
             .unwrap()
             .contains("older than the replay buffer")

@@ -136,7 +136,7 @@ fn a_missing_cert_is_a_startup_error_naming_the_setting() {
     cfg.server.listen = "127.0.0.1:0".parse().unwrap();
     cfg.server.admin_listen = "127.0.0.1:0".parse().unwrap();
     cfg.server.shards = 1;
-    cfg.kafka.mode = "direct".into();
+    cfg.kafka.mode = fanline::config::KafkaMode::Direct;
     cfg.tls = Some(TlsConfig {
         cert: "/nonexistent/fanline.crt".into(),
         key: "/nonexistent/fanline.key".into(),

@@ -4,6 +4,8 @@
 //! at most [`MAX_ADMIN_CONNS`]), so nothing it does can block a shard. Requests are read with
 //! the same sans-I/O head parser as the public listener and a 10 s socket timeout.
 
+mod failed;
+pub mod info;
 mod routes;
 
 use std::io::{Read, Write};
@@ -15,7 +17,7 @@ use std::time::Duration;
 
 use crate::http::{self, MAX_HEADERS};
 use crate::ingest::PublishSink;
-use crate::shard::Shared;
+use crate::state::ServerState;
 
 /// Concurrent admin connections; more are answered 503.
 pub const MAX_ADMIN_CONNS: usize = 64;
@@ -32,7 +34,7 @@ pub struct Admin {
 /// What admin handlers need.
 #[derive(Debug)]
 pub struct AdminState {
-    pub shared: Arc<Shared>,
+    pub shared: Arc<ServerState>,
     pub sink: Arc<dyn PublishSink>,
     active: AtomicUsize,
 }
@@ -41,7 +43,7 @@ impl Admin {
     /// Binds `addr` and serves until [`Admin::stop`].
     pub fn spawn(
         addr: SocketAddr,
-        shared: Arc<Shared>,
+        shared: Arc<ServerState>,
         sink: Arc<dyn PublishSink>,
     ) -> std::io::Result<Admin> {
         let listener = TcpListener::bind(addr)?;
@@ -109,13 +111,44 @@ fn accept(mut s: TcpStream, state: &Arc<AdminState>) {
 }
 
 /// Serves keep-alive requests on one admin connection.
+/// The request body's length: `Content-Length` (absent: 0). A body sent with
+/// `Transfer-Encoding` is refused 411 (send a length); an unparsable or repeated, differing
+/// `Content-Length` is refused 400 (it would desynchronize the connection's framing).
+fn body_length(head: &http::Head<'_, '_>) -> Result<usize, (u16, &'static str)> {
+    if http::header(head.headers, "transfer-encoding").is_some() {
+        return Err((
+            411,
+            "Transfer-Encoding is not accepted; send Content-Length",
+        ));
+    }
+    let mut len = None;
+    for h in head.headers.iter() {
+        if !h.name.eq_ignore_ascii_case("content-length") {
+            continue;
+        }
+        let n = std::str::from_utf8(h.value)
+            .ok()
+            .map(str::trim)
+            .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|v| v.parse::<usize>().ok())
+            .ok_or((400, "bad Content-Length"))?;
+        if len.is_some_and(|l| l != n) {
+            return Err((400, "conflicting Content-Length headers"));
+        }
+        len = Some(n);
+    }
+    Ok(len.unwrap_or(0))
+}
+
 fn serve(mut s: TcpStream, state: &AdminState) -> std::io::Result<()> {
     s.set_nonblocking(false)?;
     s.set_read_timeout(Some(IO_TIMEOUT))?;
     s.set_write_timeout(Some(IO_TIMEOUT))?;
     let _ = s.set_nodelay(true);
-    let max_head = state.shared.cfg.limits.max_head_bytes;
-    let max_body = state.shared.cfg.limits.max_publish_bytes + 64 * 1024;
+    let limits = state.shared.limits.load();
+    let max_head = limits.max_head_bytes;
+    let max_body = limits.max_publish_bytes + 64 * 1024;
+    drop(limits);
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let mut chunk = [0u8; 16 * 1024];
     loop {
@@ -140,9 +173,13 @@ fn serve(mut s: TcpStream, state: &AdminState) -> std::io::Result<()> {
                 return Ok(());
             }
         };
-        let content_length = http::header(head.headers, "content-length")
-            .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<usize>().ok())
-            .unwrap_or(0);
+        let content_length = match body_length(&head) {
+            Ok(n) => n,
+            Err((status, why)) => {
+                s.write_all(&http::error_response(status, "bad_request", why, &[]))?;
+                return Ok(());
+            }
+        };
         if content_length > max_body {
             s.write_all(&http::error_response(
                 413,

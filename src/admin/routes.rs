@@ -5,6 +5,11 @@ use subtle::ConstantTimeEq;
 use super::AdminState;
 use crate::http::{self, Head};
 use crate::ingest::PublishRequest;
+use crate::state::AdminQuery;
+
+/// The OpenAPI document of both listeners: docs/openapi.json, generated from docs/openapi.yaml
+/// by `scripts/api-docs.sh --write` (which checks that the two agree).
+const OPENAPI_JSON: &str = include_str!("../../docs/openapi.json");
 
 pub fn handle(state: &AdminState, head: &Head<'_, '_>, body: &[u8], close: bool) -> Vec<u8> {
     let json = |status, v: serde_json::Value| {
@@ -35,13 +40,16 @@ pub fn handle(state: &AdminState, head: &Head<'_, '_>, body: &[u8], close: bool)
         ("GET", "/metrics") => {
             let mut out = String::with_capacity(8 * 1024);
             shared.metrics.render(&mut out);
+            shared.fanout.failed.render_metrics(&mut out);
+            super::info::render_metrics(shared, &mut out);
             http::response(200, "text/plain; version=0.0.4", &[], out.as_bytes(), close)
         }
         ("GET", "/health/live") => json(200, serde_json::json!({"status":"ok"})),
-        ("GET", "/health/ready") => match shared.not_ready_reason() {
-            None => json(200, serde_json::json!({"status":"ready"})),
-            Some(r) => json(503, serde_json::json!({"status":"not_ready","reason":r})),
-        },
+        ("GET", "/health/ready") => {
+            let (status, body) = shared.readiness_answer();
+            json(status, body)
+        }
+        ("GET", "/v1/version") => json(200, super::info::version()),
         ("GET", "/v1/stats") => {
             let m = &shared.metrics;
             json(
@@ -70,6 +78,15 @@ pub fn handle(state: &AdminState, head: &Head<'_, '_>, body: &[u8], close: bool)
                 serde_json::json!({ "connections": connections(state, identity) }),
             )
         }
+        ("DELETE", p) if p.starts_with("/v1/connections/") => {
+            close_connection(state, &p["/v1/connections/".len()..], close)
+        }
+        ("GET", "/v1/deliveries/failed") => {
+            super::failed::handle(&shared.fanout.failed, head.query, close)
+        }
+        ("GET", "/openapi.json") => {
+            http::response(200, "application/json", &[], OPENAPI_JSON.as_bytes(), close)
+        }
         ("POST", "/v1/publish") => publish(state, body, close),
         (_, "/v1/publish") => {
             http::error_response(405, "method_not_allowed", "use POST", &[("Allow", "POST")])
@@ -90,7 +107,7 @@ fn publish(state: &AdminState, body: &[u8], close: bool) -> Vec<u8> {
             );
         }
     };
-    let max = state.shared.cfg.limits.max_publish_bytes;
+    let max = state.shared.limits.load().max_publish_bytes;
     if req.data.get().len() > max {
         return http::error_response(
             413,
@@ -116,20 +133,19 @@ fn publish(state: &AdminState, body: &[u8], close: bool) -> Vec<u8> {
     }
 }
 
-/// Asks every shard (through its ring, answered from its own turn) for its connections.
+/// Asks every shard (on its admin queue, answered from its own turn) for its connections.
 fn connections(state: &AdminState, identity: Option<String>) -> Vec<serde_json::Value> {
     let (tx, rx) = crossbeam_channel::unbounded();
-    let mut asked = 0;
-    for inbox in &state.shared.fanout.inboxes {
-        let item = crate::fanout::RingItem::Connections {
-            identity: identity.clone(),
-            reply: tx.clone(),
-        };
-        if inbox.push(item).is_ok() {
-            inbox.notify();
-            asked += 1;
-        }
-    }
+    let shared = &state.shared;
+    let asked = (0..shared.shards())
+        .filter(|&i| {
+            let q = AdminQuery::Connections {
+                identity: identity.clone(),
+                reply: tx.clone(),
+            };
+            shared.ask(i, q)
+        })
+        .count();
     drop(tx);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
     let mut out = Vec::new();
@@ -140,4 +156,39 @@ fn connections(state: &AdminState, identity: Option<String>) -> Vec<serde_json::
         }
     }
     out
+}
+
+/// `DELETE /v1/connections/{id}`: the shard holding it closes it with 1012; 404 if none does.
+fn close_connection(state: &AdminState, id: &str, close: bool) -> Vec<u8> {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let shared = &state.shared;
+    let asked = (0..shared.shards())
+        .filter(|&i| {
+            let q = AdminQuery::Close {
+                id: id.to_string(),
+                reply: tx.clone(),
+            };
+            shared.ask(i, q)
+        })
+        .count();
+    drop(tx);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    let mut found = false;
+    for _ in 0..asked {
+        match rx.recv_deadline(deadline) {
+            Ok(here) => found |= here,
+            Err(_) => break,
+        }
+    }
+    if found {
+        http::response(
+            200,
+            "application/json",
+            &[],
+            serde_json::json!({ "closed": id }).to_string().as_bytes(),
+            close,
+        )
+    } else {
+        http::error_response(404, "not_found", "no such connection", &[])
+    }
 }

@@ -7,6 +7,12 @@
 //! usually owns a whole /64). Addresses in `limits.connect_allowlist` skip both per-IP limits
 //! (never the global one). A limit of 0 disables that limit.
 //!
+//! Unfinished request heads ([`ConnLimiter::try_acquire_head`], taken at accept) hold a slot
+//! too: they count against `max_connections` and their peer's `per_ip_connections`, and all of
+//! them together against `max_pending_heads`, so half-sent heads cannot hold descriptors past
+//! the caps. When the head is complete the slot is given back just before the connection's
+//! own permit is taken ([`HeadSlot::release`]).
+//!
 //! Connection rate: a token bucket per IP of `connect_per_ip_per_min` tokens refilled evenly
 //! over a minute; every attempt (accepted or not) takes one. Idle per-IP entries are swept
 //! once their bucket is full again, so memory is bounded by the addresses seen in the last
@@ -39,13 +45,15 @@ pub enum LimitReject {
     PerIp,
     /// `connect_per_ip_per_min` exceeded: answer 429 with `Retry-After: retry_after_s`.
     Rate { retry_after_s: u32 },
+    /// `max_pending_heads` unfinished request heads already: answer 503 with `Retry-After`.
+    PendingHeads,
 }
 
 impl LimitReject {
     /// HTTP status to answer.
     pub fn status(self) -> u16 {
         match self {
-            LimitReject::MaxConnections => 503,
+            LimitReject::MaxConnections | LimitReject::PendingHeads => 503,
             _ => 429,
         }
     }
@@ -54,7 +62,7 @@ impl LimitReject {
     pub fn retry_after_s(self) -> u32 {
         match self {
             LimitReject::Rate { retry_after_s } => retry_after_s,
-            LimitReject::MaxConnections | LimitReject::PerIp => 5,
+            LimitReject::MaxConnections | LimitReject::PerIp | LimitReject::PendingHeads => 5,
         }
     }
 
@@ -64,6 +72,7 @@ impl LimitReject {
             LimitReject::MaxConnections => "max_connections",
             LimitReject::PerIp => "per_ip_connections",
             LimitReject::Rate { .. } => "connect_rate",
+            LimitReject::PendingHeads => "max_pending_heads",
         }
     }
 }
@@ -85,7 +94,10 @@ struct Inner {
     per_ip: usize,
     per_min: f64,
     allowlist: Vec<IpNet>,
+    max_pending: usize,
     total: AtomicUsize,
+    /// Unfinished request heads holding a [`HeadSlot`].
+    pending: AtomicUsize,
     shards: [Mutex<Shard>; SHARDS],
 }
 
@@ -112,6 +124,23 @@ pub struct ConnPermit {
 impl std::fmt::Debug for ConnPermit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ConnPermit").field("ip", &self.key).finish()
+    }
+}
+
+/// The slot of a connection whose request head is not complete yet (see the module doc);
+/// dropping it releases the slot.
+#[derive(Debug)]
+#[must_use = "dropping the slot releases it"]
+pub struct HeadSlot(ConnPermit);
+
+impl HeadSlot {
+    /// Gives the slot back (the head is complete; the connection's own permit comes next).
+    pub fn release(self) {}
+}
+
+impl Drop for HeadSlot {
+    fn drop(&mut self) {
+        self.0.inner.pending.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -161,9 +190,47 @@ impl ConnLimiter {
             per_ip: cfg.per_ip_connections,
             per_min: cfg.connect_per_ip_per_min as f64,
             allowlist: parse_cidrs(&cfg.connect_allowlist, "limits.connect_allowlist")?,
+            max_pending: cfg.max_pending_heads,
             total: AtomicUsize::new(0),
+            pending: AtomicUsize::new(0),
             shards: std::array::from_fn(|_| Mutex::new(Shard::default())),
         })))
+    }
+
+    /// A slot for a just-accepted connection from `peer` until its request head is complete:
+    /// counted against `max_pending_heads`, `max_connections` and, unless `peer` is
+    /// allowlisted or `per_ip_exempt` (a trusted proxy speaking for many clients), its
+    /// `per_ip_connections`. Spends no connect rate (the head may be a REST request).
+    pub fn try_acquire_head(
+        &self,
+        peer: IpAddr,
+        per_ip_exempt: bool,
+    ) -> Result<HeadSlot, LimitReject> {
+        let inner = &self.0;
+        let prev = inner.pending.fetch_add(1, Ordering::AcqRel);
+        if inner.max_pending > 0 && prev >= inner.max_pending {
+            inner.pending.fetch_sub(1, Ordering::AcqRel);
+            return Err(LimitReject::PendingHeads);
+        }
+        let permit = match per_ip_exempt {
+            true => inner.take_global().map(|()| ConnPermit {
+                inner: inner.clone(),
+                key: None,
+            }),
+            false => self.acquire(peer, Instant::now(), false),
+        };
+        match permit {
+            Ok(p) => Ok(HeadSlot(p)),
+            Err(r) => {
+                inner.pending.fetch_sub(1, Ordering::AcqRel);
+                Err(r)
+            }
+        }
+    }
+
+    /// Unfinished request heads holding a slot.
+    pub fn pending_heads(&self) -> usize {
+        self.0.pending.load(Ordering::Acquire)
     }
 
     /// Admits a connection attempt from `ip` now.
@@ -171,8 +238,24 @@ impl ConnLimiter {
         self.try_acquire_at(ip, Instant::now())
     }
 
+    /// Admits a one-shot REST request from `ip`: the connection caps apply while it is
+    /// answered, but it does not spend the per-IP connection-attempt rate (that limit is for
+    /// WebSocket/SSE connects, SPEC §5; a polling client makes many requests a minute).
+    pub fn try_acquire_request(&self, ip: IpAddr) -> Result<ConnPermit, LimitReject> {
+        self.acquire(ip, Instant::now(), false)
+    }
+
     /// [`Self::try_acquire`] at a given instant (tests, or a reactor's cached clock).
     pub fn try_acquire_at(&self, ip: IpAddr, now: Instant) -> Result<ConnPermit, LimitReject> {
+        self.acquire(ip, now, true)
+    }
+
+    fn acquire(
+        &self,
+        ip: IpAddr,
+        now: Instant,
+        spend_rate: bool,
+    ) -> Result<ConnPermit, LimitReject> {
         let inner = &self.0;
         let per_ip_limited = inner.per_ip > 0 || inner.per_min > 0.0;
         if !per_ip_limited || in_cidrs(&inner.allowlist, ip) {
@@ -201,7 +284,7 @@ impl ConnLimiter {
             tokens: inner.per_min,
             last: now,
         });
-        if inner.per_min > 0.0 {
+        if inner.per_min > 0.0 && spend_rate {
             inner.refill(st, now);
             if st.tokens < 1.0 {
                 let wait = (1.0 - st.tokens) * 60.0 / inner.per_min;
@@ -314,5 +397,28 @@ mod tests {
         assert_eq!(ip_key(a), ip_key(b));
         let m: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
         assert_eq!(ip_key(m), "10.0.0.1".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn rest_requests_do_not_spend_the_connect_rate() {
+        let cfg = LimitsConfig {
+            connect_per_ip_per_min: 2,
+            connect_allowlist: Vec::new(),
+            ..LimitsConfig::default()
+        };
+        let l = ConnLimiter::new(&cfg).unwrap();
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        let mut held = Vec::new();
+        for _ in 0..50 {
+            held.push(
+                l.try_acquire_request(ip)
+                    .expect("requests are not rate-limited here"),
+            );
+            held.pop();
+        }
+        held.push(l.try_acquire(ip).unwrap());
+        held.push(l.try_acquire(ip).unwrap());
+        assert!(matches!(l.try_acquire(ip), Err(LimitReject::Rate { .. })));
+        assert!(l.try_acquire_request(ip).is_ok());
     }
 }

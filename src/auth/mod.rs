@@ -33,12 +33,12 @@ pub mod jwt;
 pub mod limits;
 pub mod proxy;
 
+pub use crate::config::auth::{ApiKeysConfig, AuthConfig, JwtKeyConfig};
 pub use acl::ChannelAcl;
 pub use api_keys::{ApiKeyGrant, ApiKeys, sha256_hex};
-pub use config::{ApiKeysConfig, AuthConfig, JwtKeyConfig};
 pub use credentials::{Credential, CredentialSource, RequestView, extract, redact_query};
 pub use jwt::{Claims, JwtVerifier};
-pub use limits::{ConnLimiter, ConnPermit, LimitReject, TokenBucket};
+pub use limits::{ConnLimiter, ConnPermit, HeadSlot, LimitReject, TokenBucket};
 pub use proxy::{
     PROXY_V2_SIGNATURE, ProxyError, ProxyHeader, client_ip, in_cidrs, parse_cidrs, parse_proxy_v2,
 };

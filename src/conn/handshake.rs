@@ -1,15 +1,17 @@
 //! The HTTP phase: one request head → a one-shot response (health, errors) or a WebSocket
 //! upgrade. Every check that can refuse a client runs here, BEFORE the 101 (or, for a
 //! Server-Sent Events stream on `/v1/sse`, before its `200`: same limits and auth).
+//! CORS ([`super::cors`]) wraps the answers of REST, SSE and `/health/*`; `OPTIONS` there is a
+//! preflight. With `server.demo`, `/` and `/fanline.js` serve the demo ([`super::demo`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::auth::{ConnPermit, Identity, RequestView, client_ip, redact_query};
+use crate::auth::{ConnPermit, HeadSlot, Identity, RequestView, client_ip, redact_query};
 use crate::http::{self, Head, MAX_HEADERS};
 use crate::metrics::ShardMetrics;
 use crate::protocol::Filter;
-use crate::shard::Shared;
+use crate::state::ServerState;
 
 /// An accepted upgrade: who connected, the connection slot they hold, and their forced filter.
 #[derive(Debug)]
@@ -20,6 +22,8 @@ pub struct Admitted {
     pub client_ip: std::net::IpAddr,
     /// Set for a Server-Sent Events stream: what it subscribes to at open.
     pub sse: Option<super::sse::SseRequest>,
+    /// `permessage-deflate`, when offered, enabled and accepted (never for SSE).
+    pub deflate: Option<crate::ws::extensions::Deflate>,
 }
 
 /// What to do with a complete (or failed) request head.
@@ -38,13 +42,25 @@ pub enum Outcome {
     },
 }
 
-/// Decides the outcome for the bytes read so far.
-pub fn on_head(shared: &Shared, m: &ShardMetrics, buf: &[u8], remote: SocketAddr) -> Outcome {
+/// Decides the outcome for the bytes read so far. `slot` is the place the unfinished head
+/// holds under the connection caps: given back once the head is complete, before the
+/// connection's own permit is taken.
+pub fn on_head(
+    shared: &ServerState,
+    m: &ShardMetrics,
+    buf: &[u8],
+    remote: SocketAddr,
+    slot: &mut Option<HeadSlot>,
+) -> Outcome {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let head = match http::parse_head(buf, &mut headers, shared.cfg.limits.max_head_bytes) {
+    let head = match http::parse_head(buf, &mut headers, shared.limits.load().max_head_bytes) {
         Ok(None) => return Outcome::NeedMore,
-        Ok(Some(h)) => h,
+        Ok(Some(h)) => {
+            release(slot);
+            h
+        }
         Err(e) => {
+            release(slot);
             m.reject(e.metric_reason());
             return Outcome::Respond(http::error_response(
                 e.status(),
@@ -54,11 +70,47 @@ pub fn on_head(shared: &Shared, m: &ShardMetrics, buf: &[u8], remote: SocketAddr
             ));
         }
     };
+    let cors = super::cors::Cors::of(&shared.limits.load().allowed_origins, &head);
+    if head.method == "OPTIONS" && super::cors::is_cors_path(head.path) {
+        return Outcome::Respond(cors.preflight());
+    }
+    match decide(shared, m, &head, buf, remote) {
+        Outcome::Respond(r) => Outcome::Respond(cors.apply(r)),
+        Outcome::Upgrade {
+            response,
+            echo,
+            leftover,
+            admitted,
+        } if admitted.sse.is_some() => Outcome::Upgrade {
+            response: cors.apply(response),
+            echo,
+            leftover,
+            admitted,
+        },
+        other => other,
+    }
+}
+
+/// The head is complete (or refused): its slot is given back before any permit is taken.
+fn release(slot: &mut Option<HeadSlot>) {
+    if let Some(s) = slot.take() {
+        s.release();
+    }
+}
+
+/// The outcome for a complete request head (before CORS headers).
+fn decide(
+    shared: &ServerState,
+    m: &ShardMetrics,
+    head: &Head<'_, '_>,
+    buf: &[u8],
+    remote: SocketAddr,
+) -> Outcome {
     let echo = shared.cfg.testing.echo_path.as_deref() == Some(head.path);
     let is_sse = !echo && head.path == super::sse::PATH;
     let is_rest = !echo && super::rest::is_rest_path(head.path);
     if !echo && !is_sse && !is_rest && !shared.cfg.server.ws_paths.iter().any(|p| p == head.path) {
-        return Outcome::Respond(plain_route(shared, &head));
+        return Outcome::Respond(plain_route(shared, head));
     }
     let auth = shared.auth.load();
     let ip = client_ip(remote.ip(), head.headers, auth.trusted_proxies());
@@ -68,17 +120,20 @@ pub fn on_head(shared: &Shared, m: &ShardMetrics, buf: &[u8], remote: SocketAddr
         tracing::warn!(reason, status, remote = %ip, path = head.path, query = query.as_deref().unwrap_or(""), "upgrade refused: {msg}");
         Outcome::Respond(http::error_response(status, reason, msg, extra))
     };
-    let sse = match is_sse.then(|| super::sse::parse_request(&head)) {
+    if is_sse && head.method != "GET" {
+        return refuse(405, "bad_request", "SSE needs GET", &[("Allow", "GET")]);
+    }
+    let sse = match is_sse.then(|| super::sse::parse_request(head)) {
         Some(Err(msg)) => return refuse(400, "bad_request", &msg, &[]),
         Some(Ok(r)) => Some(r),
         None => None,
     };
-    let rest_channels = match is_rest.then(|| super::rest::channels(&head)) {
+    let rest_channels = match is_rest.then(|| super::rest::channels(head)) {
         Some(Err((status, msg))) => return refuse(status, "bad_request", &msg, &[]),
         Some(Ok(c)) => c,
         None => Vec::new(),
     };
-    let key = match http::check_upgrade(&head) {
+    let key = match http::check_upgrade(head) {
         _ if sse.is_some() || is_rest => &b""[..],
         Ok(k) => k,
         Err((status, msg)) => {
@@ -99,19 +154,27 @@ pub fn on_head(shared: &Shared, m: &ShardMetrics, buf: &[u8], remote: SocketAddr
         );
     }
     if let Some(origin) = http::header(head.headers, "origin") {
-        let allowed = &shared.cfg.limits.allowed_origins;
+        let limits = shared.limits.load();
+        let allowed = &limits.allowed_origins;
         if !allowed.is_empty() && !allowed.iter().any(|o| o.as_bytes() == origin) {
             return refuse(403, "forbidden_origin", "Origin not allowed", &[]);
         }
     }
     // Limits before authentication: a flood of bad tokens must not buy signature checks.
-    let permit = match shared.limiter.try_acquire(ip) {
+    // A REST request is not a connection attempt: it does not spend the connect rate.
+    let acquired = if is_rest {
+        shared.limiter.try_acquire_request(ip)
+    } else {
+        shared.limiter.try_acquire(ip)
+    };
+    let permit = match acquired {
         Ok(p) => p,
         Err(r) => {
             let reason = match r {
                 crate::auth::LimitReject::MaxConnections => "max_connections",
                 crate::auth::LimitReject::PerIp => "per_ip_limit",
                 crate::auth::LimitReject::Rate { .. } => "rate_limited",
+                crate::auth::LimitReject::PendingHeads => "pending_heads",
             };
             let retry = r.retry_after_s().to_string();
             return refuse(r.status(), reason, r.label(), &[("Retry-After", &retry)]);
@@ -145,17 +208,30 @@ pub fn on_head(shared: &Shared, m: &ShardMetrics, buf: &[u8], remote: SocketAddr
         return refuse(403, "forbidden_channel", &msg, &[]);
     }
     if is_rest {
-        // The permit is released when this returns: REST counts against the attempt rate.
+        // The permit is released when this returns.
         return Outcome::Respond(super::rest::handle(
             shared,
-            &head,
+            head,
             forced_filter.as_deref(),
             &rest_channels,
         ));
     }
+    let deflate = match &sse {
+        None if shared.cfg.compression.enabled => crate::ws::extensions::negotiate(
+            head.headers
+                .iter()
+                .filter(|h| h.name.eq_ignore_ascii_case("sec-websocket-extensions"))
+                .map(|h| h.value),
+        ),
+        _ => None,
+    };
     let response = match &sse {
         Some(_) => super::sse::response_head(),
-        None => http::switching_protocols(key, identity.subprotocol),
+        None => http::switching_protocols(
+            key,
+            identity.subprotocol,
+            deflate.map(|d| d.response()).as_deref(),
+        ),
     };
     Outcome::Upgrade {
         response,
@@ -167,23 +243,27 @@ pub fn on_head(shared: &Shared, m: &ShardMetrics, buf: &[u8], remote: SocketAddr
             forced_filter,
             client_ip: ip,
             sse,
+            deflate,
         }),
     }
 }
 
 /// Plain HTTP routes on the public listener.
-fn plain_route(shared: &Shared, head: &Head<'_, '_>) -> Vec<u8> {
+fn plain_route(shared: &ServerState, head: &Head<'_, '_>) -> Vec<u8> {
     let json =
         |status, body: &str| http::response(status, "application/json", &[], body.as_bytes(), true);
     match (head.method, head.path) {
         ("GET", "/health/live") => json(200, r#"{"status":"ok"}"#),
-        ("GET", "/health/ready") => match shared.not_ready_reason() {
-            None => json(200, r#"{"status":"ready"}"#),
-            Some(why) => json(
-                503,
-                &serde_json::json!({ "status": "not_ready", "reason": why }).to_string(),
-            ),
-        },
-        _ => http::error_response(404, "not_found", "no such route", &[]),
+        ("GET", "/health/ready") => {
+            let (status, body) = shared.readiness_answer();
+            json(status, &body.to_string())
+        }
+        (method, path) => shared
+            .cfg
+            .server
+            .demo
+            .then(|| super::demo::route(method, path))
+            .flatten()
+            .unwrap_or_else(|| http::error_response(404, "not_found", "no such route", &[])),
     }
 }

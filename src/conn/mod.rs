@@ -1,13 +1,20 @@
 //! One client connection: its socket, phase, outbox and timers.
 //!
 //! Phases: `Http` (reading a request head; cut at the upgrade deadline or past the head limit)
-//! → either a one-shot HTTP response or `Ws` (a WebSocket session). Either ends by *closing*
-//! (`closing` set: close frame or response flushed, write side shut, reading and discarding
-//! until the peer's EOF or a short deadline); the session stays in place until removal so its
-//! subscriptions are always unindexed by the shard.
+//! → either a one-shot HTTP response or `Open` (a session over one [`Transport`]: WebSocket,
+//! Server-Sent Events or the echo route). Independently, its [`Life`] goes `Open` →
+//! `Closing` (close frame or response flushed, write side shut, reading and discarding until
+//! the peer's EOF or a short deadline) → `Dead` (removed at the end of the turn); the session
+//! stays in place until removal so its subscriptions are always unindexed by the shard.
 //! A connection is only ever touched by the shard thread that accepted it.
 
+pub mod cors;
+pub mod deliver;
+pub mod demo;
+pub mod encoding;
 pub mod handshake;
+pub mod outbox;
+pub mod read;
 pub mod rest;
 pub mod session;
 pub mod sse;
@@ -20,31 +27,85 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use mio::net::TcpStream;
 
+use crate::conn::outbox::Outbox;
 use crate::event::Event;
+use crate::metrics::ShardMetrics;
 use crate::protocol::Filter;
-use crate::shard::outbox::Outbox;
+use crate::state::ServerState;
 use crate::ws::Decoder;
+
+/// The local channel index a connection subscribes through (implemented by the shard's
+/// `shard::index::ChannelIndex`, which mirrors first/last local subscribers globally).
+pub trait Subscriptions {
+    /// Adds or replaces `conn`'s subscription to `channel` with `filter`.
+    fn subscribe(&mut self, channel: &str, conn: usize, filter: Option<Arc<Filter>>);
+    /// Removes `conn`'s subscription to `channel` (no-op when absent).
+    fn unsubscribe(&mut self, channel: &str, conn: usize);
+}
+
+/// What a connection's handlers may touch besides the connection itself, lent by the shard
+/// for one call (sans-I/O in the style of quinn-proto: time is passed in, no globals).
+pub struct Env<'a> {
+    pub now: Instant,
+    /// The shard's index (in connection ids and metrics).
+    pub shard: usize,
+    pub state: &'a ServerState,
+    pub subs: &'a mut dyn Subscriptions,
+    /// Connections started on this shard (connection ids).
+    pub conn_seq: &'a mut u64,
+    /// Outbox bytes added (+) or written/dropped (-) this turn; flushed to the gauge per turn.
+    pub outbox_bytes: &'a mut i64,
+    /// Connections to remove at the end of the turn.
+    pub dead: &'a mut Vec<usize>,
+}
+
+impl std::fmt::Debug for Env<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Env")
+            .field("shard", &self.shard)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Env<'_> {
+    pub fn metrics(&self) -> &ShardMetrics {
+        &self.state.metrics.shards[self.shard]
+    }
+
+    /// Marks `conn` (slab key `key`) for removal at the end of the turn.
+    pub fn kill(&mut self, key: usize, conn: &mut Conn) {
+        conn.kill(key, self.dead);
+    }
+}
+
+/// Queues `conn` (slab key `key`) in this turn's dirty list for a flush, once; never a dead
+/// one. The only place that sets [`Conn::queued`].
+pub fn mark_dirty(dirty: &mut Vec<usize>, key: usize, conn: &mut Conn) {
+    if !conn.queued && !conn.is_dead() {
+        conn.queued = true;
+        dirty.push(key);
+    }
+}
 
 /// How long a closing connection waits for the peer's close/EOF after our last byte.
 pub const CLOSE_LINGER: Duration = Duration::from_secs(2);
+/// Longest a closing connection lingers while the peer is still reading what we queued
+/// (a slow client reading its backlog up to the close frame).
+pub const CLOSE_LINGER_MAX: Duration = Duration::from_secs(30);
 
 #[derive(Debug)]
 pub struct Conn {
     pub stream: TcpStream,
     pub remote: SocketAddr,
     pub phase: Phase,
+    /// Queued frames; it also holds the session's [`Transport`] (set once by [`Conn::open`]).
     pub outbox: Outbox,
-    /// Queued in the shard's dirty list for this turn's flush.
-    pub dirty: bool,
-    /// Set once the connection must be removed at the end of the turn.
-    pub dead: bool,
-    /// After the outbox drains, shut the write side (then `Closing` waits for EOF).
-    pub shut_after_flush: bool,
+    pub life: Life,
+    /// In the shard's dirty list for this turn's flush (set only by [`mark_dirty`]).
+    pub queued: bool,
     pub last_read: Instant,
     /// Deadline of the timer currently armed for this connection, and its generation.
     pub timer: Option<(Instant, u32)>,
-    /// Set when closing: remove at this instant at the latest.
-    pub closing: Option<Instant>,
     /// `Some` on a TLS listener's connections; plain connections never touch it.
     pub tls: Option<Box<tls::TlsConn>>,
 }
@@ -63,38 +124,90 @@ pub struct Peer {
 
 #[derive(Debug)]
 pub enum Phase {
-    /// `client`: the address a trusted proxy announced with PROXY v2, once parsed.
+    /// `client`: the address a trusted proxy announced with PROXY v2, once parsed. `slot`:
+    /// the place the unfinished head holds under the connection caps (taken at accept,
+    /// given back when the head is complete).
     Http {
         head: Vec<u8>,
         deadline: Instant,
         client: Option<SocketAddr>,
+        slot: Option<crate::auth::HeadSlot>,
     },
-    Ws(Box<Session>),
+    /// After the `101` (or the SSE `200`): a session; its transport is `outbox.transport()`.
+    Open(Box<Session>),
 }
 
-/// A WebSocket session (after the 101).
+/// How an open session talks to its client. Fixed at the upgrade by [`Conn::open`] and held
+/// in one place, the outbox, which encodes events by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Transport {
+    /// WebSocket with the fanline protocol (also the encoding of HTTP-phase responses).
+    #[default]
+    WebSocket,
+    /// A Server-Sent Events stream (`GET /v1/sse`): events as `sse_frame`, `:` heartbeats, no
+    /// inbound protocol (reads are discarded), no close frame.
+    Sse,
+    /// The conformance echo route: WebSocket that echoes data messages, no fanline protocol.
+    Echo,
+}
+
+/// Where a connection is in its life: `Open` → `Closing` → `Dead`, never back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Life {
+    Open,
+    /// Finishing: flush what is queued (`close_sent`: our WebSocket close frame is among it),
+    /// then shut the write side (`write_shut`), then wait for the peer's EOF until `deadline`.
+    /// `unsent`: bytes still ours to deliver (outbox + socket send queue) when `deadline` was
+    /// set; a peer that keeps reading them extends the linger, up to `until`.
+    Closing {
+        deadline: Instant,
+        close_sent: bool,
+        write_shut: bool,
+        unsent: usize,
+        until: Instant,
+    },
+    /// Removed at the end of this turn.
+    Dead,
+}
+
+/// The heartbeat ping of a WebSocket session (SSE heartbeats are comments, never answered).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ping {
+    /// No ping awaits an answer.
+    Idle,
+    /// In the control lane; out once `outbox.control_written() >= mark`.
+    Queued { mark: u64 },
+    /// Written out at `at`: the peer must be heard from by `at + 1.5 × heartbeat_ms`.
+    Out { at: Instant },
+}
+
+/// A session (after the upgrade).
 #[derive(Debug)]
 pub struct Session {
     pub id: Box<str>,
-    /// The conformance echo route: echo data messages, no fanline protocol.
-    pub echo: bool,
-    /// A Server-Sent Events stream (`GET /v1/sse`): events as `sse_frame`, `:` heartbeats, no
-    /// inbound protocol (reads are discarded), no close frame.
-    pub sse: bool,
+    /// An SSE stream's position on every partition it reads (each event's `id:`); `None` on
+    /// a WebSocket (clients track `topic/partition/offset` from the event ids themselves).
+    pub position: Option<crate::protocol::cursor::StreamPosition>,
+    /// The negotiated `permessage-deflate` (events go out compressed, client messages may be).
+    pub deflate: Option<crate::ws::extensions::Deflate>,
     pub decoder: Decoder,
     pub rbuf: BytesMut,
     pub subs: Vec<Sub>,
     /// Any sub has replay watermarks (skip the per-delivery check when false).
     pub has_watermarks: bool,
-    pub close_sent: bool,
     pub next_ping: Instant,
+    pub ping: Ping,
     /// When the outbox first overflowed (cleared when it fully drains).
     pub overflow_since: Option<Instant>,
     /// Dropped-event counts per channel not yet reported with a `gap` frame.
     pub pending_gaps: Vec<(Box<str>, u64)>,
+    /// Ring-full drops (per channel) not yet queued: they came after everything queued so
+    /// far, so they go behind it ([`Outbox::push_gap_behind`]) before the next event queued
+    /// here, or at the flush.
+    pub ring_gaps: Vec<(Box<str>, u64)>,
     pub forced_filter: Option<Arc<Filter>>,
     pub peer: Peer,
-    pub sent: u64,
+    /// Events dropped for this connection (outbox overflow, replay overflow, the 4000 close).
     pub dropped: u64,
     /// Drop episodes (each reported by a `gap` frame) and the last one's time and reason.
     pub failed: u64,
@@ -129,6 +242,31 @@ impl Session {
         }
     }
 
+    /// Queues one delivery of `ev` in this session's transport (an SSE stream's message carries
+    /// its position), with the outbox caps; a dropped event is counted for the next `gap`
+    /// and handed to `on_drop`.
+    #[inline]
+    pub fn queue_event(
+        &mut self,
+        outbox: &mut Outbox,
+        ev: &Arc<Event>,
+        (max_frames, max_bytes): (usize, usize),
+        now: Instant,
+        mut on_drop: impl FnMut(&Session, &Event),
+    ) {
+        let mut dropped = |s: &mut Session, d: &Event| {
+            s.note_drop(d, now);
+            on_drop(s, d);
+        };
+        match self.position.as_mut() {
+            None => outbox.push_event(ev, max_frames, max_bytes, |d| dropped(self, d)),
+            Some(pos) => {
+                let msg = sse::event_message(ev, pos);
+                outbox.push_event_encoded(ev, msg, max_frames, max_bytes, |d| dropped(self, d));
+            }
+        }
+    }
+
     /// Whether replay already delivered `ev` to this session (resume without duplicates).
     pub fn already_replayed(&self, ev: &Event) -> bool {
         self.subs
@@ -157,63 +295,175 @@ impl Conn {
                 head: Vec::new(),
                 deadline: now + upgrade_timeout,
                 client: None,
+                slot: None,
             },
             outbox: Outbox::default(),
-            dirty: false,
-            dead: false,
-            shut_after_flush: false,
+            life: Life::Open,
+            queued: false,
             last_read: now,
             timer: None,
-            closing: None,
             tls,
+        }
+    }
+
+    /// A new connection holding `head_slot` until its request head is complete.
+    pub fn holding(mut self, head_slot: crate::auth::HeadSlot) -> Conn {
+        if let Phase::Http { slot, .. } = &mut self.phase {
+            *slot = Some(head_slot);
+        }
+        self
+    }
+
+    /// The HTTP phase ends: `s` runs over `transport` from now on.
+    pub fn open(&mut self, s: Session, transport: Transport) {
+        self.outbox.set_transport(transport);
+        self.phase = Phase::Open(Box::new(s));
+    }
+
+    /// The session's transport (`WebSocket` during the HTTP phase).
+    pub fn transport(&self) -> Transport {
+        self.outbox.transport()
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.life == Life::Open
+    }
+
+    pub fn is_dead(&self) -> bool {
+        self.life == Life::Dead
+    }
+
+    /// Marks this connection (slab key `key`) `Dead` and lists it for removal, once.
+    pub fn kill(&mut self, key: usize, dead: &mut Vec<usize>) {
+        if !self.is_dead() {
+            self.life = Life::Dead;
+            dead.push(key);
         }
     }
 
     /// Bytes are waiting for the socket: outbox frames, TLS records, or the write-side shutdown.
     pub fn wants_flush(&self) -> bool {
         !self.outbox.is_empty()
-            || self.shut_after_flush
+            || matches!(
+                self.life,
+                Life::Closing {
+                    write_shut: false,
+                    ..
+                }
+            )
             || self.tls.as_ref().is_some_and(|t| t.wants_write())
+    }
+
+    /// The write side is to be shut once everything queued is written.
+    pub fn shut_pending(&self) -> bool {
+        matches!(
+            self.life,
+            Life::Closing {
+                write_shut: false,
+                ..
+            }
+        )
+    }
+
+    /// Everything queued is written and the write side was shut.
+    pub fn mark_write_shut(&mut self) {
+        if let Life::Closing { write_shut, .. } = &mut self.life {
+            *write_shut = true;
+        }
     }
 
     pub fn session(&mut self) -> Option<&mut Session> {
         match &mut self.phase {
-            Phase::Ws(s) => Some(s),
+            Phase::Open(s) => Some(s),
             _ => None,
         }
     }
 
-    /// Starts an orderly close: sends a close frame (once) if this is a WebSocket, flushes,
-    /// shuts the write side, then waits up to [`CLOSE_LINGER`] for the peer.
+    /// Starts an orderly close (`Open` → `Closing`, once): queues a close frame if this is a
+    /// WebSocket session, flushes, shuts the write side, then waits up to [`CLOSE_LINGER`] for
+    /// the peer. No-op when already closing or dead.
     pub fn close(&mut self, code: u16, reason: &str, now: Instant) {
-        if let Phase::Ws(s) = &mut self.phase
-            && !s.close_sent
-            && !s.sse
+        if !self.is_open() {
+            return;
+        }
+        let ws = matches!(self.phase, Phase::Open(_))
+            && matches!(self.transport(), Transport::WebSocket | Transport::Echo);
+        if ws {
+            self.outbox.push_close(crate::ws::close_frame(code, reason));
+        }
+        self.life = Life::Closing {
+            deadline: now + CLOSE_LINGER,
+            close_sent: ws,
+            write_shut: false,
+            unsent: self.unsent(),
+            until: now + CLOSE_LINGER_MAX,
+        };
+    }
+
+    /// Bytes still ours to deliver: the outbox and the socket's unacknowledged send queue.
+    fn unsent(&self) -> usize {
+        self.outbox.bytes() + crate::io::unsent_bytes(&self.stream)
+    }
+
+    /// A closing connection reached its deadline: lingers on (returns true) while the peer is
+    /// still reading what we sent since the last deadline, or our close frame is still queued
+    /// (a client that pauses reading still gets to see why it was closed), up to
+    /// [`CLOSE_LINGER_MAX`].
+    pub fn linger_on(&mut self, now: Instant) -> bool {
+        let left = self.unsent();
+        let queued = !self.outbox.is_empty();
+        let Life::Closing {
+            deadline,
+            unsent,
+            until,
+            ..
+        } = &mut self.life
+        else {
+            return false;
+        };
+        if (left >= *unsent && !queued) || now >= *until {
+            return false;
+        }
+        *unsent = left;
+        *deadline = now + CLOSE_LINGER;
+        true
+    }
+
+    /// The peer sent bytes: it is alive (answers an outstanding ping).
+    pub fn heard(&mut self, now: Instant) {
+        self.last_read = now;
+        if let Phase::Open(s) = &mut self.phase
+            && let Ping::Out { .. } = s.ping
         {
-            s.close_sent = true;
-            self.outbox
-                .push_control(crate::ws::close_frame(code, reason));
+            s.ping = Ping::Idle;
         }
-        if self.closing.is_none() {
-            self.closing = Some(now + CLOSE_LINGER);
+    }
+
+    /// After a flush: a queued ping that is now written out starts the answer clock. Returns
+    /// whether it did (the timer must be re-armed).
+    pub fn note_written(&mut self, now: Instant) -> bool {
+        let written = self.outbox.control_written();
+        if let Phase::Open(s) = &mut self.phase
+            && let Ping::Queued { mark } = s.ping
+            && written >= mark
+        {
+            s.ping = Ping::Out { at: now };
+            return true;
         }
-        self.shut_after_flush = true;
+        false
     }
 
     /// The earliest instant this connection needs attention without I/O.
     pub fn next_deadline(&self, heartbeat: Duration, slow_close: Duration) -> Instant {
-        if let Some(d) = self.closing {
-            return d;
+        if let Life::Closing { deadline, .. } = self.life {
+            return deadline;
         }
         match &self.phase {
             Phase::Http { deadline, .. } => *deadline,
-            Phase::Ws(s) => {
-                let silent = self.last_read + heartbeat.mul_f32(1.5);
-                // An SSE client never sends: only the heartbeat is due.
-                let mut d = if s.sse {
-                    s.next_ping
-                } else {
-                    s.next_ping.min(silent)
+            Phase::Open(s) => {
+                let mut d = match s.ping {
+                    Ping::Out { at } => s.next_ping.min(at + heartbeat.mul_f32(1.5)),
+                    Ping::Idle | Ping::Queued { .. } => s.next_ping,
                 };
                 if let Some(o) = s.overflow_since {
                     d = d.min(o + slow_close);
@@ -227,7 +477,7 @@ impl Conn {
 impl Conn {
     /// Admin view of a WebSocket connection (`GET /v1/connections`); `None` for HTTP ones.
     pub fn describe(&self, started: Instant, started_unix_ms: i64) -> Option<serde_json::Value> {
-        let Phase::Ws(s) = &self.phase else {
+        let Phase::Open(s) = &self.phase else {
             return None;
         };
         let unix =
@@ -235,13 +485,13 @@ impl Conn {
         Some(serde_json::json!({
             "id": &*s.id,
             "identity": &*s.peer.identity.id,
-            "transport": if s.sse { "sse" } else { "ws" },
+            "transport": if self.transport() == Transport::Sse { "sse" } else { "ws" },
             "remote": s.peer.client_ip.to_string(),
             "connected_at": unix(s.connected_at),
             "last_heartbeat": unix(self.last_read),
-            "healthy": self.closing.is_none() && s.overflow_since.is_none(),
+            "healthy": self.is_open() && s.overflow_since.is_none(),
             "subscriptions": s.subs.iter().map(|x| &*x.channel).collect::<Vec<_>>(),
-            "sent": s.sent,
+            "sent": self.outbox.events_written(),
             "dropped": s.dropped,
             "failed": s.failed,
             "last_failure": s.last_failure.map(|(at, reason)| serde_json::json!({"at": unix(at), "reason": reason})),

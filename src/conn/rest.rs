@@ -4,19 +4,23 @@
 //!
 //! - `GET /v1/channels/{channel}/events?since=topic/p:offset,…&limit=100&filter.<field>=v`:
 //!   retained events after the cursor (everything retained when `since` is absent), oldest
-//!   first per partition, at most `limit` (≤ 1000); `next` is the cursor to poll with next;
-//!   `recovered:false` + `reason` when the cursor is older than the buffer. ETag / If-None-Match.
-//! - `GET /v1/channels/{channel}/latest`: the last retained event; ETag = its id.
+//!   first per partition, at most `limit` (≤ 1000); `next` is the cursor to poll with next
+//!   (`epoch:…,topic/p:offset,…` over every partition of the channel); `recovered:false` +
+//!   `reason` (`partial_cursor`, `epoch_changed`, `too_old`) + `detail` under the same rules as
+//!   WebSocket `since` ([`crate::ingest::replay::resume`]). ETag / If-None-Match.
+//! - `GET /v1/channels/{channel}/latest`: the last retained event that the identity's forced
+//!   filter lets through; ETag = its id.
 //! - `GET /v1/latest?channels=a,b`: the last event of each channel (`null` when none).
 
-use std::fmt::Write as _;
 use std::hash::{Hash, Hasher};
 
 use crate::auth::credentials::percent_decode;
 use crate::event::push_json_str;
 use crate::http::{self, Head};
-use crate::protocol::{Filter, Since};
-use crate::shard::Shared;
+use crate::ingest::replay::Start;
+use crate::protocol::cursor::Position;
+use crate::protocol::{Cursor, Filter, Since};
+use crate::state::ServerState;
 
 const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 1000;
@@ -50,7 +54,7 @@ pub fn channels(head: &Head<'_, '_>) -> Result<Vec<String>, (u16, String)> {
 
 /// Answers an admitted REST request (ACL already checked for `channels`).
 pub fn handle(
-    shared: &Shared,
+    shared: &ServerState,
     head: &Head<'_, '_>,
     forced: Option<&Filter>,
     channels: &[String],
@@ -103,18 +107,17 @@ pub fn handle(
 }
 
 fn latest(
-    shared: &Shared,
+    shared: &ServerState,
     channel: &str,
     forced: Option<&Filter>,
 ) -> Option<std::sync::Arc<crate::event::Event>> {
     shared
         .replay
-        .latest(channel)
-        .filter(|ev| forced.is_none_or(|f| f.matches(&ev.data)))
+        .latest_matching(channel, |ev| forced.is_none_or(|f| f.matches(&ev.data)))
 }
 
 fn events(
-    shared: &Shared,
+    shared: &ServerState,
     channel: &str,
     since: Option<Since>,
     limit: Option<usize>,
@@ -132,60 +135,67 @@ fn events(
         (Some(u), None) => Some(u),
         (None, f) => f.cloned(),
     };
+    let replay = &shared.replay;
+    let mut since = since;
+    if let Some(c) = &mut since {
+        c.resolve(|h| replay.topic_for_hash(h));
+    }
     // No cursor: everything retained, from each partition's start.
-    let mut cursor: Since = since.unwrap_or_else(|| {
-        shared
-            .replay
-            .partitions()
-            .into_iter()
-            .filter_map(|(t, p, from)| Some((t.to_string(), p, from? - 1)))
-            .collect()
-    });
-    let r = shared.replay.replay(channel, &cursor);
+    let start = since.as_ref().map_or(Start::Retained, Start::Cursor);
+    let r = replay.resume(&[channel], start);
     let mut body = b"{\"channel\":".to_vec();
     push_json_str(&mut body, channel);
     body.extend_from_slice(b",\"events\":[");
     let mut n = 0;
-    for ev in &r.events {
-        if n == limit {
-            break;
+    let mut next = Cursor {
+        epoch: Some(replay.epoch()),
+        ..Cursor::default()
+    };
+    for part in &r.parts {
+        let mut pos = part.after.unwrap_or(part.tail);
+        let mut examined_all = true;
+        for ev in &r.events[part.events.clone()] {
+            if n == limit {
+                examined_all = false;
+                break;
+            }
+            // Examined events move the cursor whether or not the filter keeps them.
+            pos = ev.offset;
+            if filter.as_ref().is_some_and(|f| !f.matches(&ev.data)) {
+                continue;
+            }
+            if n > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(&ev.json());
+            n += 1;
         }
-        // Examined events move the cursor whether or not the filter keeps them.
-        if let Some(c) = cursor
-            .iter_mut()
-            .find(|(t, p, _)| *t == *ev.topic && *p == ev.partition)
-        {
-            c.2 = c.2.max(ev.offset);
+        if examined_all {
+            pos = part.tail;
         }
-        if filter.as_ref().is_some_and(|f| !f.matches(&ev.data)) {
-            continue;
-        }
-        if n > 0 {
-            body.push(b',');
-        }
-        body.extend_from_slice(&ev.json());
-        n += 1;
+        next.positions.push(Position {
+            topic: part.topic.to_string(),
+            partition: part.partition,
+            offset: pos,
+        });
     }
-    let mut next = String::new();
-    for (i, (t, p, o)) in cursor.iter().enumerate() {
-        let _ = write!(next, "{}{t}/{p}:{o}", if i > 0 { "," } else { "" });
-    }
+    let next = next.to_query();
     body.extend_from_slice(b"],\"next\":");
     push_json_str(&mut body, &next);
-    body.extend_from_slice(if r.recovered {
-        b",\"recovered\":true"
-    } else {
-        b",\"recovered\":false"
-    });
-    if let Some(reason) = &r.reason {
-        body.extend_from_slice(b",\"reason\":");
-        push_json_str(&mut body, reason);
+    match &r.lost {
+        None => body.extend_from_slice(b",\"recovered\":true"),
+        Some((reason, detail)) => {
+            body.extend_from_slice(b",\"recovered\":false,\"reason\":");
+            push_json_str(&mut body, reason.as_str());
+            body.extend_from_slice(b",\"detail\":");
+            push_json_str(&mut body, detail);
+        }
     }
     body.push(b'}');
     let mut tag = std::collections::hash_map::DefaultHasher::new();
     (channel, &next, n).hash(&mut tag);
     cached(
-        format!("\"{:x}-{:x}\"", shared.replay.epoch(), tag.finish()),
+        format!("\"{:x}-{:x}\"", replay.epoch(), tag.finish()),
         if_none_match,
         &body,
     )

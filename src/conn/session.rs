@@ -7,27 +7,46 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::sse::{self, SseRequest};
-use super::{Conn, Phase, Session, Sub};
+use super::{Conn, Env, Phase, Session, Sub, Transport};
 use crate::event::Event;
+use crate::fanout::failed::Reason;
+use crate::ingest::replay::{Reason as ResumeReason, Start};
+use crate::protocol::cursor::StreamPosition;
 use crate::protocol::{ClientMessage, Filter, Since, server};
-use crate::shard::Ctx;
-use crate::shard::index::Entry;
 use crate::ws::{self, CloseFrame, Message, OpCode};
 
+/// Queues a reply the client asked for in the control lane; a client with too many unread
+/// replies (it floods without reading) is closed 1008 instead.
+fn reply(ctx: &Env<'_>, conn: &mut Conn, frame: Bytes) {
+    if conn.outbox.push_reply(frame).is_err() && conn.is_open() {
+        ctx.metrics().reject("rate_limited");
+        if let Phase::Open(s) = &conn.phase {
+            tracing::warn!(connection_id = %s.id, remote = %s.peer.client_ip, "too many unread replies; closing 1008");
+        }
+        conn.close(1008, "too many unread replies", ctx.now);
+    }
+}
+
 /// Handles one decoded message. Returns false when the session is closing.
-pub fn on_message(ctx: &mut Ctx, key: usize, conn: &mut Conn, msg: Message) -> bool {
+pub fn on_message(ctx: &mut Env<'_>, key: usize, conn: &mut Conn, msg: Message) -> bool {
     let now = ctx.now;
-    let Phase::Ws(s) = &mut conn.phase else {
+    let echo = conn.transport() == Transport::Echo;
+    let Phase::Open(s) = &mut conn.phase else {
         return false;
     };
-    if matches!(msg, Message::Text(_) | Message::Binary(_)) && !s.peer.bucket.allow(now) {
+    // Data messages and pings take from the inbound bucket (pings cost us a pong each).
+    let counted = matches!(
+        msg,
+        Message::Text(_) | Message::Binary(_) | Message::Ping(_)
+    );
+    if counted && !s.peer.bucket.allow(now) {
         ctx.metrics().reject("rate_limited");
         tracing::warn!(connection_id = %s.id, remote = %s.peer.client_ip, "inbound message rate exceeded; closing 1008");
         conn.close(1008, "message rate limit exceeded", now);
         return false;
     }
     match msg {
-        Message::Ping(p) => conn.outbox.push_control(ws::pong_frame(&p)),
+        Message::Ping(p) => reply(ctx, conn, ws::pong_frame(&p)),
         Message::Pong(_) => {}
         Message::Close(frame) => {
             // Echo the peer's code (RFC 6455 §5.5.1), then we close the TCP side.
@@ -35,22 +54,31 @@ pub fn on_message(ctx: &mut Ctx, key: usize, conn: &mut Conn, msg: Message) -> b
             conn.close(code, "", now);
             return false;
         }
-        Message::Text(t) if s.echo => conn
-            .outbox
-            .push_control(ws::encode::frame(OpCode::Text, &t)),
-        Message::Binary(b) if s.echo => conn
-            .outbox
-            .push_control(ws::encode::frame(OpCode::Binary, &b)),
-        Message::Binary(_) => conn.outbox.push_control(server::error(
-            None,
-            "bad_request",
-            "binary messages are not part of protocol v1; send JSON text",
-        )),
+        // The echo route is a conformance tool: its echoes are not capped as replies.
+        Message::Text(t) if echo => {
+            conn.outbox
+                .push_control(ws::encode::frame(OpCode::Text, &t));
+        }
+        Message::Binary(b) if echo => {
+            conn.outbox
+                .push_control(ws::encode::frame(OpCode::Binary, &b));
+        }
+        Message::Binary(_) => reply(
+            ctx,
+            conn,
+            server::error(
+                None,
+                "bad_request",
+                "binary messages are not part of protocol v1; send JSON text",
+            ),
+        ),
         Message::Text(t) => match ClientMessage::parse(&t) {
-            Err(e) => conn
-                .outbox
-                .push_control(server::error(e.id.as_deref(), e.code, &e.message)),
-            Ok(ClientMessage::Ping { id }) => conn.outbox.push_control(server::pong(id.as_deref())),
+            Err(e) => reply(
+                ctx,
+                conn,
+                server::error(e.id.as_deref(), e.code, &e.message),
+            ),
+            Ok(ClientMessage::Ping { id }) => reply(ctx, conn, server::pong(id.as_deref())),
             Ok(ClientMessage::Subscribe {
                 id,
                 channels,
@@ -61,7 +89,7 @@ pub fn on_message(ctx: &mut Ctx, key: usize, conn: &mut Conn, msg: Message) -> b
                 key,
                 conn,
                 id.as_deref(),
-                &channels,
+                &dedup(&channels),
                 filter.as_ref(),
                 since,
             ),
@@ -70,11 +98,11 @@ pub fn on_message(ctx: &mut Ctx, key: usize, conn: &mut Conn, msg: Message) -> b
             }
         },
     }
-    true
+    conn.is_open()
 }
 
 fn subscribe(
-    ctx: &mut Ctx,
+    ctx: &mut Env<'_>,
     key: usize,
     conn: &mut Conn,
     id: Option<&str>,
@@ -82,36 +110,57 @@ fn subscribe(
     filter: Option<&serde_json::Value>,
     since: Option<Since>,
 ) {
-    let Phase::Ws(s) = &mut conn.phase else {
+    let Phase::Open(s) = &mut conn.phase else {
         return;
     };
+    // A channel named twice counts once (in the limit, the replay and the ack).
+    let mut unique: Vec<String> = Vec::with_capacity(channels.len());
+    for c in channels {
+        if !unique.contains(c) {
+            unique.push(c.clone());
+        }
+    }
+    let channels = &unique[..];
     let fail = |code: &str, msg: &str| server::error(id, code, msg);
     if let Some(ch) = channels.iter().find(|c| !s.peer.identity.allows(c)) {
         ctx.metrics().reject("forbidden_channel");
         tracing::warn!(connection_id = %s.id, identity = %s.peer.identity.id, channel = %ch, "subscribe refused: channel not allowed");
-        return conn.outbox.push_control(fail(
-            "forbidden_channel",
-            &format!("not allowed to subscribe to {ch:?}"),
-        ));
+        let msg = format!("not allowed to subscribe to {:?}", clip(ch));
+        return reply(ctx, conn, fail("forbidden_channel", &msg));
     }
     let combined = match combine(filter, s) {
         Ok(f) => f,
-        Err(e) => return conn.outbox.push_control(fail("bad_filter", &e)),
+        Err(e) => return reply(ctx, conn, fail("bad_filter", &e)),
     };
     if let Err(e) = check_room(ctx, s, channels) {
-        return conn.outbox.push_control(fail("too_many_subscriptions", &e));
+        return reply(ctx, conn, fail("too_many_subscriptions", &e));
     }
     let Some(r) = attach(ctx, key, s, channels, combined, since.as_ref()) else {
-        return conn
-            .outbox
-            .push_control(server::subscribed(id, channels, None));
+        return reply(ctx, conn, server::subscribed(id, channels, None));
     };
-    conn.outbox.push_control(server::subscribed(
-        id,
-        channels,
-        Some((r.recovered, r.reason.as_deref(), r.events.len())),
-    ));
+    let ack = server::subscribed(id, channels, Some(r.recovery()));
+    reply(ctx, conn, ack);
     push_replayed(ctx, conn, &r.events);
+}
+
+/// A channel name as quoted back in an error: at most 128 bytes.
+fn clip(ch: &str) -> &str {
+    let mut end = ch.len().min(128);
+    while !ch.is_char_boundary(end) {
+        end -= 1;
+    }
+    &ch[..end]
+}
+
+/// `channels` without repeats, first occurrence kept: a channel repeated in one request counts
+/// (and replays) once. O(n): a request may carry thousands of names.
+pub fn dedup(channels: &[String]) -> Vec<String> {
+    let mut seen = std::collections::HashSet::with_capacity(channels.len());
+    channels
+        .iter()
+        .filter(|c| seen.insert(c.as_str()))
+        .cloned()
+        .collect()
 }
 
 /// The user filter ANDed with the identity's forced filter.
@@ -125,13 +174,13 @@ fn combine(filter: Option<&serde_json::Value>, s: &Session) -> Result<Option<Arc
 }
 
 /// `max_subscriptions` after adding `channels`.
-fn check_room(ctx: &Ctx, s: &Session, channels: &[String]) -> Result<(), String> {
+fn check_room(ctx: &Env<'_>, s: &Session, channels: &[String]) -> Result<(), String> {
     let new = channels
         .iter()
         .filter(|c| !s.subs.iter().any(|x| *x.channel == ***c))
         .count();
-    let max = ctx.shared.cfg.limits.max_subscriptions;
-    if s.subs.len() + new > max {
+    let max = ctx.state.limits.load().max_subscriptions;
+    if s.subs.len() + new > max || channels.len() > max {
         return Err(format!("at most {max} subscriptions per connection"));
     }
     Ok(())
@@ -140,17 +189,31 @@ fn check_room(ctx: &Ctx, s: &Session, channels: &[String]) -> Result<(), String>
 /// What a `since` replay found: sent as `recovered`/`reason`/`replayed`, then the events.
 #[derive(Debug)]
 pub struct Resumed {
-    pub recovered: bool,
-    pub reason: Option<String>,
+    /// `None`: recovered; else why not and a detail for humans.
+    pub lost: Option<(ResumeReason, String)>,
     /// Replayed events that pass the subscription's filter, oldest first per partition.
     pub events: Vec<Arc<Event>>,
+    /// The stream's position on every partition before the replay (see
+    /// [`crate::ingest::replay::Resume::start_positions`]).
+    pub start: Vec<(Arc<str>, i32, i64)>,
+}
+
+impl Resumed {
+    /// The `subscribed` fields.
+    pub fn recovery(&self) -> server::Recovery<'_> {
+        server::Recovery {
+            replayed: self.events.len(),
+            lost: self.lost.as_ref().map(|(r, d)| (r.as_str(), d.as_str())),
+        }
+    }
 }
 
 /// The index/replay part of a subscription, shared by the WebSocket `subscribe` and the SSE
-/// open: records and indexes `channels` with `filter`, then (with `since`) replays what came
-/// after and sets the watermarks that drop the live overlap. Checks are the caller's.
+/// open: records and indexes `channels` (each once) with `filter`, then (with `since`)
+/// replays what came after and sets the watermarks that drop the live overlap. Checks are the
+/// caller's; a token cursor must be resolved already.
 pub fn attach(
-    ctx: &mut Ctx,
+    ctx: &mut Env<'_>,
     key: usize,
     s: &mut Session,
     channels: &[String],
@@ -167,87 +230,75 @@ pub fn attach(
         }
         // Index first, replay second: every event is then either in what replay returns or
         // pushed to this shard's ring afterwards; the watermarks drop the overlap.
-        ctx.index.insert(
-            ctx.id,
-            &ctx.shared.fanout.subscriptions,
-            ch,
-            Entry {
-                conn: key,
-                filter: filter.clone(),
-            },
-        );
+        ctx.subs.subscribe(ch, key, filter.clone());
     }
     let since = since?;
-    let mut out = Resumed {
-        recovered: true,
-        reason: None,
-        events: Vec::new(),
-    };
-    for ch in channels {
-        let r = ctx.shared.replay.replay(ch, since);
-        out.recovered &= r.recovered;
-        out.reason = out.reason.or(r.reason);
-        let Some(sub) = s.subs.iter_mut().find(|x| *x.channel == **ch) else {
-            continue;
-        };
-        sub.watermarks = since
-            .iter()
-            .map(|(t, p, o)| {
-                let last = r
-                    .events
-                    .iter()
-                    .filter(|e| *e.topic == **t && e.partition == *p)
-                    .map(|e| e.offset)
-                    .max();
-                (
-                    Arc::<str>::from(t.as_str()),
-                    *p,
-                    last.map_or(*o, |l| l.max(*o)),
-                )
-            })
-            .collect();
-        out.events.extend(
-            r.events
-                .into_iter()
-                .filter(|e| filter.as_ref().is_none_or(|f| f.matches(&e.data))),
-        );
+    let names: Vec<&str> = channels.iter().map(String::as_str).collect();
+    let r = ctx.state.replay.resume(&names, Start::Cursor(since));
+    let watermarks = r.watermarks();
+    for sub in s
+        .subs
+        .iter_mut()
+        .filter(|x| channels.iter().any(|c| *x.channel == **c))
+    {
+        sub.watermarks = watermarks.clone();
     }
-    s.has_watermarks = true;
-    Some(out)
+    s.has_watermarks = s.subs.iter().any(|x| !x.watermarks.is_empty());
+    let start = r.start_positions().collect();
+    let events = r
+        .events
+        .into_iter()
+        .filter(|e| filter.as_ref().is_none_or(|f| f.matches(&e.data)))
+        .collect();
+    Some(Resumed {
+        start,
+        lost: r.lost,
+        events,
+    })
 }
 
-/// Queues replayed events (same caps and drop accounting as live deliveries).
-fn push_replayed(ctx: &mut Ctx, conn: &mut Conn, events: &[Arc<Event>]) {
-    let Phase::Ws(s) = &mut conn.phase else {
+/// Queues replayed events (same caps and drop accounting as live deliveries: a `gap` and
+/// `fanline_dropped_total{reason="slow_consumer"}`).
+fn push_replayed(ctx: &mut Env<'_>, conn: &mut Conn, events: &[Arc<Event>]) {
+    let Phase::Open(s) = &mut conn.phase else {
         return;
     };
     let (max_frames, max_bytes) = (
-        ctx.shared.cfg.limits.outbox_frames,
-        ctx.shared.cfg.limits.outbox_bytes,
+        ctx.state.cfg.limits.outbox_frames,
+        ctx.state.cfg.limits.outbox_bytes,
     );
     let now = ctx.now;
+    let before = conn.outbox.bytes();
+    let mut dropped = 0;
     for ev in events {
-        let before = conn.outbox.bytes();
-        conn.outbox
-            .push_event(ev, max_frames, max_bytes, |d| s.note_drop(d, now));
-        ctx.outbox_bytes += conn.outbox.bytes() as i64 - before as i64;
-        s.sent += 1;
+        let failed = ctx.state.fanout.failed.shard(ctx.shard);
+        s.queue_event(
+            &mut conn.outbox,
+            ev,
+            (max_frames, max_bytes),
+            now,
+            |s, d| {
+                failed.conn(&s.id, &s.peer.identity.id, d, Reason::SlowConsumer);
+                dropped += 1;
+            },
+        );
     }
+    *ctx.outbox_bytes += conn.outbox.bytes() as i64 - before as i64;
+    ctx.metrics().dropped_slow_consumer.add(dropped);
 }
 
-/// Opens a Server-Sent Events stream after its `200`: switches the outbox to SSE, subscribes
-/// to the requested channels (channel ACL already checked before the `200`), sends
+/// Opens a Server-Sent Events stream after its `200` (the connection is already open over
+/// [`Transport::Sse`]): subscribes to the requested channels (channel ACL already checked before the `200`), sends
 /// `event: subscribed`, then any replayed events. A refusal here is an `event: error` + close.
-pub fn open_sse(ctx: &mut Ctx, key: usize, conn: &mut Conn, req: SseRequest) {
-    conn.outbox.set_sse(true);
-    let Phase::Ws(s) = &mut conn.phase else {
+pub fn open_sse(ctx: &mut Env<'_>, key: usize, conn: &mut Conn, req: SseRequest) {
+    let Phase::Open(s) = &mut conn.phase else {
         return;
     };
-    s.sse = true;
+    let channels = dedup(&req.channels);
     let checked = combine(req.filter.as_ref(), s)
         .map_err(|e| ("bad_filter", e))
         .and_then(|f| {
-            check_room(ctx, s, &req.channels).map_err(|e| ("too_many_subscriptions", e))?;
+            check_room(ctx, s, &channels).map_err(|e| ("too_many_subscriptions", e))?;
             Ok(f)
         });
     let combined = match checked {
@@ -257,55 +308,75 @@ pub fn open_sse(ctx: &mut Ctx, key: usize, conn: &mut Conn, req: SseRequest) {
             return conn.close(0, "", ctx.now);
         }
     };
-    let r = attach(ctx, key, s, &req.channels, combined, req.since.as_ref());
-    let resumed = r
-        .as_ref()
-        .map(|r| (r.recovered, r.reason.as_deref(), r.events.len()));
-    conn.outbox
-        .push_control(sse::subscribed(&s.id, &req.channels, resumed));
+    let mut since = req.since;
+    if let Some(c) = &mut since {
+        let replay = &ctx.state.replay;
+        c.resolve(|h| replay.topic_for_hash(h));
+    }
+    let r = attach(ctx, key, s, &channels, combined, since.as_ref());
+    // The stream's position on every partition it reads, before the replay: each replayed
+    // and live event then moves it, and its token is that event's `id:`.
+    let replay = &ctx.state.replay;
+    let start = match &r {
+        Some(r) => r.start.clone(),
+        None => {
+            let names: Vec<&str> = channels.iter().map(String::as_str).collect();
+            replay
+                .resume(&names, Start::Live)
+                .start_positions()
+                .collect()
+        }
+    };
+    let epoch = replay.epoch();
+    s.position = Some(StreamPosition::new(epoch, start));
+    conn.outbox.push_control(sse::subscribed(
+        &s.id,
+        epoch,
+        &channels,
+        r.as_ref().map(Resumed::recovery),
+    ));
     if let Some(r) = r {
         push_replayed(ctx, conn, &r.events);
     }
 }
 
-fn unsubscribe(ctx: &mut Ctx, key: usize, conn: &mut Conn, id: Option<&str>, channels: &[String]) {
-    let Phase::Ws(s) = &mut conn.phase else {
+fn unsubscribe(
+    ctx: &mut Env<'_>,
+    key: usize,
+    conn: &mut Conn,
+    id: Option<&str>,
+    channels: &[String],
+) {
+    let Phase::Open(s) = &mut conn.phase else {
         return;
     };
+    let channels = dedup(channels);
+    let channels = &channels[..];
     for ch in channels {
         if let Some(i) = s.subs.iter().position(|x| *x.channel == **ch) {
             s.subs.swap_remove(i);
             ctx.metrics().subscriptions.add(-1);
-            ctx.index
-                .remove(ctx.id, &ctx.shared.fanout.subscriptions, ch, key);
+            ctx.subs.unsubscribe(ch, key);
         }
     }
     s.has_watermarks = s.subs.iter().any(|x| !x.watermarks.is_empty());
-    conn.outbox.push_control(server::unsubscribed(id, channels));
+    reply(ctx, conn, server::unsubscribed(id, channels));
 }
 
 /// Removes every subscription of a session that is going away.
-pub fn drop_subscriptions(ctx: &mut Ctx, key: usize, conn: &mut Conn) {
-    if let Phase::Ws(s) = &mut conn.phase {
+pub fn drop_subscriptions(ctx: &mut Env<'_>, key: usize, conn: &mut Conn) {
+    if let Phase::Open(s) = &mut conn.phase {
         for sub in s.subs.drain(..) {
             ctx.metrics().subscriptions.add(-1);
-            ctx.index
-                .remove(ctx.id, &ctx.shared.fanout.subscriptions, &sub.channel, key);
+            ctx.subs.unsubscribe(&sub.channel, key);
         }
     }
 }
 
-/// A frame that must reach the client before anything else queued (used for `gap`), in the
-/// session's transport.
-pub fn gap_frames(
-    pending: &mut Vec<(Box<str>, u64)>,
-    sse: bool,
-) -> impl Iterator<Item = Bytes> + '_ {
-    pending.drain(..).map(move |(c, n)| {
-        if sse {
-            sse::gap(&c, n, "slow_consumer")
-        } else {
-            server::gap(&c, n, "slow_consumer")
-        }
-    })
+/// How a `gap` notice (`channel`, `dropped`) is encoded on `transport`.
+pub fn gap_encoder(transport: Transport) -> fn(&str, u64) -> Bytes {
+    match transport {
+        Transport::Sse => |c, n| sse::gap(c, n, "slow_consumer"),
+        Transport::WebSocket | Transport::Echo => |c, n| server::gap(c, n, "slow_consumer"),
+    }
 }

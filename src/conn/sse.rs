@@ -6,18 +6,21 @@
 //! [`Event::sse_frame`](crate::event::Event::sse_frame), and the client never sends anything
 //! (reads are discarded; EOF closes).
 //!
-//! Resume: the `id:` of each event is its own `topic/partition/offset`, so an SSE cursor is per
-//! partition. `Last-Event-ID: topic/p/offset` (sent by `EventSource` on reconnect) replays that
-//! partition after `offset`; other partitions of the channels resume live. `?since=topic/p:o,…`
-//! gives explicit cursors for several partitions; `Last-Event-ID` wins when both are present.
+//! Resume: the `id:` of each event is the stream's position on EVERY partition it reads (a
+//! compact token, [`crate::protocol::cursor`]), so `Last-Event-ID` (sent by `EventSource` on
+//! reconnect) resumes all of them, on this replica or another reading the same Kafka cluster.
+//! `?since=epoch:…,topic/p:o,…` (the REST cursor form) works too; `Last-Event-ID` wins when
+//! both are present. The legacy `topic/partition/offset` id is still read (one partition).
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use serde_json::{Map, Value, json};
 
 use crate::auth::credentials::percent_decode;
+use crate::event::Event;
 use crate::http::{self, Head};
+use crate::protocol::cursor::StreamPosition;
 use crate::protocol::server;
-use crate::protocol::{Filter, Since};
+use crate::protocol::{Cursor, Filter, Since};
 
 /// The path of the SSE endpoint on the public listener.
 pub const PATH: &str = "/v1/sse";
@@ -77,7 +80,7 @@ pub fn parse_query(query: Option<&str>) -> Result<QueryParams, String> {
                 a.extend(filter_values(&v));
             }
         } else if k == "since" {
-            q.since = Some(parse_since_query(&v)?);
+            q.since = Some(Cursor::parse_query(&v)?);
         } else if k == "limit" {
             q.limit = Some(
                 v.parse()
@@ -102,7 +105,10 @@ pub fn parse_request(head: &Head<'_, '_>) -> Result<SseRequest, String> {
         return Err("channels=a,b is required".into());
     }
     let since = match http::header(head.headers, "last-event-id") {
-        Some(v) if !v.is_empty() => Some(vec![parse_event_id(v)?]),
+        Some(v) if !v.is_empty() => {
+            let v = std::str::from_utf8(v).map_err(|_| "Last-Event-ID is not UTF-8".to_string())?;
+            Some(Cursor::parse_event_id(v)?)
+        }
         _ => q.since,
     };
     Ok(SseRequest {
@@ -122,46 +128,25 @@ fn filter_values(v: &str) -> Vec<Value> {
     out
 }
 
-/// `Last-Event-ID: topic/partition/offset`.
-pub fn parse_event_id(v: &[u8]) -> Result<(String, i32, i64), String> {
-    let bad = || "Last-Event-ID must be topic/partition/offset".to_string();
-    let s = std::str::from_utf8(v).map_err(|_| bad())?.trim();
-    let (rest, offset) = s.rsplit_once('/').ok_or_else(bad)?;
-    let (topic, p) = rest.rsplit_once('/').ok_or_else(bad)?;
-    let (p, offset) = (
-        p.parse().map_err(|_| bad())?,
-        offset.parse().map_err(|_| bad())?,
-    );
-    if topic.is_empty() || p < 0 {
-        return Err(bad());
-    }
-    Ok((topic.to_string(), p, offset))
-}
-
-/// `?since=topic/p:offset,topic/p:offset` (the REST cursor form).
-pub fn parse_since_query(v: &str) -> Result<Since, String> {
-    let bad = |x: &str| format!("since entry {x:?} must be topic/partition:offset");
-    v.split(',')
-        .filter(|x| !x.is_empty())
-        .take(1024)
-        .map(|x| {
-            let (tp, o) = x.rsplit_once(':').ok_or_else(|| bad(x))?;
-            let (t, p) = tp.rsplit_once('/').ok_or_else(|| bad(x))?;
-            let p: i32 = p.parse().map_err(|_| bad(x))?;
-            let o: i64 = o.parse().map_err(|_| bad(x))?;
-            if t.is_empty() || p < 0 {
-                return Err(bad(x));
-            }
-            Ok((t.to_string(), p, o))
-        })
-        .collect()
-}
-
 /// The response head; the body is the event stream, delimited by the connection's close.
 pub fn response_head() -> Vec<u8> {
     b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n\
       Connection: keep-alive\r\nX-Accel-Buffering: no\r\n\r\n"
         .to_vec()
+}
+
+/// One event for this stream: `id: <stream position>\n` then the event's shared
+/// `event:`/`data:` lines. Advances `pos` first, so the id covers this event. Costs the
+/// token (O(partitions), [`StreamPosition::token`]) and one copy of the message.
+pub fn event_message(ev: &Event, pos: &mut StreamPosition) -> Bytes {
+    pos.advance(&ev.topic, ev.partition, ev.offset);
+    let token = pos.token();
+    let mut b = BytesMut::with_capacity(5 + token.len() + ev.sse_frame.len());
+    b.extend_from_slice(b"id: ");
+    b.extend_from_slice(token.as_bytes());
+    b.extend_from_slice(b"\n");
+    b.extend_from_slice(&ev.sse_frame);
+    b.freeze()
 }
 
 /// `event: <name>\ndata: <json>\n\n`.
@@ -183,11 +168,13 @@ pub fn status(kafka: &str) -> Bytes {
 /// covered it (`recovered:false` + `reason`: reload state) and how many events it replays.
 pub fn subscribed(
     connection_id: &str,
+    epoch: u64,
     channels: &[String],
-    resumed: Option<(bool, Option<&str>, usize)>,
+    resumed: Option<server::Recovery<'_>>,
 ) -> Bytes {
     let mut v = server::subscribed_json(channels, resumed);
     v["connection_id"] = json!(connection_id);
+    v["epoch"] = json!(crate::protocol::cursor::epoch_str(epoch));
     message("subscribed", &v)
 }
 
@@ -220,16 +207,13 @@ mod tests {
         let f = r.filter.unwrap();
         assert_eq!(f["sev"], json!(["high", "low"]));
         assert_eq!(f["n"], json!(["3", 3]));
-        assert_eq!(
-            r.since.unwrap(),
-            vec![("t".to_string(), 0, 5), ("t".to_string(), 1, 7)]
-        );
+        assert_eq!(r.since.unwrap().to_query(), "t/0:5,t/1:7");
         let r = req(
             "/v1/sse?channels=a&since=t/0:5",
             "Last-Event-ID: x.y/2/9\r\n",
         )
         .unwrap();
-        assert_eq!(r.since.unwrap(), vec![("x.y".to_string(), 2, 9)]);
+        assert_eq!(r.since.unwrap().to_query(), "x.y/2:9");
     }
 
     #[test]
@@ -238,6 +222,37 @@ mod tests {
         assert!(req("/v1/sse?channels=a&since=t:5", "").is_err());
         assert!(req("/v1/sse?channels=a", "Last-Event-ID: nope\r\n").is_err());
         assert!(req("/v1/sse?channels=a&filter.x=%zz", "").is_err());
+    }
+
+    #[test]
+    fn every_event_carries_the_stream_position_on_all_partitions() {
+        use std::sync::Arc;
+        let t: Arc<str> = "t".into();
+        let mut pos = StreamPosition::new(9, (0..3).map(|p| (t.clone(), p, 10)));
+        let ev = Event::new(
+            crate::event::EventParts {
+                channel: "c",
+                topic: &t,
+                partition: 1,
+                offset: 12,
+                ts_ms: 0,
+                event_type: None,
+                correlation_id: None,
+                data_json: b"1",
+            },
+            Value::Null,
+        );
+        let m = event_message(&ev, &mut pos);
+        let text = std::str::from_utf8(&m).unwrap();
+        let (id_line, rest) = text.split_once('\n').unwrap();
+        assert!(
+            rest.starts_with("event: c\ndata: {") && rest.ends_with("\n\n"),
+            "{text}"
+        );
+        let mut c = Cursor::parse_event_id(id_line.strip_prefix("id: ").unwrap()).unwrap();
+        c.resolve(|_| Some(t.clone()));
+        assert_eq!(c.epoch, Some(9));
+        assert_eq!(c.to_query(), "epoch:0000000000000009,t/0:10,t/1:12,t/2:10");
     }
 
     #[test]

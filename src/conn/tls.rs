@@ -1,8 +1,8 @@
 //! TLS (rustls) for one connection, sans-I/O around the shard's socket calls.
 //!
-//! Owns a `rustls::ServerConnection`. Reads: [`TlsConn::read_from`] pulls ciphertext from the
-//! socket (`read_tls`), decrypts it (`process_new_packets`) and hands plaintext to the same
-//! `on_bytes` path plain TCP uses. Writes: [`TlsConn::flush`] moves outbox frames into
+//! Owns a `rustls::ServerConnection`. Reads: [`TlsConn::pull`] pulls ciphertext from the
+//! socket (`read_tls`), decrypts it (`process_new_packets`) and [`TlsConn::read_plain`] hands plaintext to
+//! the same `on_bytes` path plain TCP uses. Writes: [`TlsConn::flush`] moves outbox frames into
 //! rustls's plaintext writer (one vectored call, so frames coalesce into few records) and sends
 //! ciphertext with `write_tls` (itself a vectored write), repeating only while the socket takes
 //! everything. rustls's own buffer limit (64 KiB) bounds what leaves the outbox, so the outbox
@@ -21,7 +21,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::config::TlsConfig;
-use crate::shard::outbox::Outbox;
+use crate::conn::outbox::Outbox;
 
 /// Frames offered to rustls's writer per vectored call.
 const MAX_SLICES: usize = 64;

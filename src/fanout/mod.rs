@@ -5,15 +5,19 @@
 //!   arrives or its last one leaves.
 //! - [`ShardInbox`]: a bounded lock-free ring (crossbeam `ArrayQueue`) plus a mio `Waker`,
 //!   woken only on the empty→non-empty edge of a turn, not once per event.
-//! - [`Publisher`]: owned by the ingest thread (`&mut self`: one publisher, in order). It never
-//!   waits: a full ring drops the event for that shard, counts it, and queues a `gap` notice
-//!   that is delivered in order as soon as the ring has room again.
+//! - [`Publisher`]: owned by the ingest thread (`&mut self`: one publisher, in order). Publishing
+//!   an event never waits: a full ring drops the event for that shard, counts it, and queues a
+//!   `gap` notice that is delivered in order as soon as the ring has room again. The one
+//!   exception is [`Publisher::broadcast_status`] (rare: Kafka link up/down), which retries a
+//!   full ring for up to ~100 ms per shard, sleeping 100 µs between tries.
 
+pub mod failed;
 pub mod ring;
 pub mod snapshot;
 
 use std::sync::Arc;
 
+pub use failed::FailedLog;
 pub use ring::{RingItem, ShardInbox};
 pub use snapshot::SubscriptionTable;
 
@@ -25,11 +29,14 @@ use crate::metrics::Metrics;
 pub struct Fanout {
     pub inboxes: Vec<Arc<ShardInbox>>,
     pub subscriptions: SubscriptionTable,
+    /// Failed deliveries, one bounded ring per shard (`GET /v1/deliveries/failed`).
+    pub failed: FailedLog,
 }
 
 impl Fanout {
     pub fn new(inboxes: Vec<Arc<ShardInbox>>) -> Fanout {
         Fanout {
+            failed: FailedLog::new(inboxes.len()),
             inboxes,
             subscriptions: SubscriptionTable::default(),
         }
@@ -62,6 +69,9 @@ impl Publisher {
     /// Call [`Publisher::flush`] after a batch to wake the shards.
     pub fn publish(&mut self, ev: Arc<Event>) {
         let mut mask = self.fanout.subscriptions.shards_for(&ev.channel);
+        if mask == 0 {
+            self.metrics.ingest.events_no_subscriber.inc();
+        }
         while mask != 0 {
             let shard = mask.trailing_zeros() as usize;
             mask &= mask - 1;
@@ -69,7 +79,9 @@ impl Publisher {
         }
     }
 
-    fn push(&mut self, shard: usize, ev: &Arc<Event>) {
+    /// Moves `shard`'s pending `gap` notices into its ring while they fit (in order); returns
+    /// whether none is left.
+    fn push_gaps(&mut self, shard: usize) -> bool {
         let inbox = &self.fanout.inboxes[shard];
         let gaps = &mut self.pending_gaps[shard];
         while let Some((channel, dropped)) = gaps.first() {
@@ -78,16 +90,40 @@ impl Publisher {
                 dropped: *dropped,
             };
             if inbox.push(item).is_err() {
-                break;
+                return false;
             }
             gaps.remove(0);
             self.touched |= 1 << shard;
         }
-        if gaps.is_empty() && inbox.push(RingItem::Event(ev.clone())).is_ok() {
+        true
+    }
+
+    /// Delivers pending ring-full `gap` notices that fit now and wakes their shards. The
+    /// ingest loop calls it on its poll timer (≤ 50 ms), so a drop is reported within 100 ms
+    /// even when no further event comes for that shard.
+    pub fn flush_gaps(&mut self) {
+        for shard in 0..self.pending_gaps.len() {
+            if !self.pending_gaps[shard].is_empty() {
+                self.push_gaps(shard);
+            }
+        }
+        self.flush();
+    }
+
+    fn push(&mut self, shard: usize, ev: &Arc<Event>) {
+        if self.push_gaps(shard)
+            && self.fanout.inboxes[shard]
+                .push(RingItem::Event(ev.clone()))
+                .is_ok()
+        {
             self.touched |= 1 << shard;
             return;
         }
+        let gaps = &mut self.pending_gaps[shard];
         self.metrics.ingest.ring_full_drops.inc();
+        self.fanout
+            .failed
+            .record(shard, failed::Failure::ring_full(ev));
         match gaps.iter_mut().find(|(c, _)| **c == *ev.channel) {
             Some((_, n)) => *n += 1,
             None => gaps.push((ev.channel.clone(), 1)),
@@ -118,5 +154,49 @@ impl Publisher {
             }
             inbox.notify();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::EventParts;
+
+    fn ev(offset: i64) -> Arc<Event> {
+        let topic: Arc<str> = "t".into();
+        Arc::new(Event::new(
+            EventParts {
+                channel: "c",
+                topic: &topic,
+                partition: 0,
+                offset,
+                ts_ms: 0,
+                event_type: None,
+                correlation_id: None,
+                data_json: b"1",
+            },
+            serde_json::Value::Null,
+        ))
+    }
+
+    #[test]
+    fn a_ring_full_gap_is_delivered_without_a_further_event() {
+        let poll = mio::Poll::new().expect("poll");
+        let waker = mio::Waker::new(poll.registry(), mio::Token(0)).expect("waker");
+        let inbox = Arc::new(ShardInbox::new(2, waker));
+        let fanout = Arc::new(Fanout::new(vec![inbox.clone()]));
+        fanout.subscriptions.set("c", 0, true);
+        let mut p = Publisher::new(fanout, Arc::new(Metrics::new(1)));
+        for i in 0..5 {
+            p.publish(ev(i)); // 2 fit, 3 dropped
+        }
+        assert!(matches!(inbox.pop(), Some(RingItem::Event(_))));
+        assert!(matches!(inbox.pop(), Some(RingItem::Event(_))));
+        p.flush_gaps(); // the ingest loop's timer: no new event needed
+        match inbox.pop() {
+            Some(RingItem::Gap { channel, dropped }) => assert_eq!((&*channel, dropped), ("c", 3)),
+            other => panic!("expected the gap, got {other:?}"),
+        }
+        assert!(inbox.pop().is_none());
     }
 }

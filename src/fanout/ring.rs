@@ -23,11 +23,6 @@ pub enum RingItem {
     },
     /// The broker link changed (`"ok"` / `"degraded"`): tell every connection.
     Status(&'static str),
-    /// Admin query: describe this shard's WebSocket connections (of one identity, if given).
-    Connections {
-        identity: Option<String>,
-        reply: crossbeam_channel::Sender<Vec<serde_json::Value>>,
-    },
 }
 
 /// A shard's inbox. Push from any thread; pop only from the owning shard.

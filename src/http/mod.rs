@@ -129,8 +129,13 @@ pub fn websocket_accept(key: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(h.finalize())
 }
 
-/// The 101 response; `subprotocol` is echoed when the client's credential chose one.
-pub fn switching_protocols(key: &[u8], subprotocol: Option<&str>) -> Vec<u8> {
+/// The 101 response; `subprotocol` is echoed when the client's credential chose one, and
+/// `extensions` is the negotiated `Sec-WebSocket-Extensions` value, if any.
+pub fn switching_protocols(
+    key: &[u8],
+    subprotocol: Option<&str>,
+    extensions: Option<&str>,
+) -> Vec<u8> {
     let mut r = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n",
         websocket_accept(key)
@@ -138,6 +143,11 @@ pub fn switching_protocols(key: &[u8], subprotocol: Option<&str>) -> Vec<u8> {
     if let Some(p) = subprotocol {
         r.push_str("Sec-WebSocket-Protocol: ");
         r.push_str(p);
+        r.push_str("\r\n");
+    }
+    if let Some(e) = extensions {
+        r.push_str("Sec-WebSocket-Extensions: ");
+        r.push_str(e);
         r.push_str("\r\n");
     }
     r.push_str("\r\n");

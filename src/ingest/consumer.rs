@@ -3,7 +3,7 @@
 
 use rdkafka::config::ClientConfig;
 
-use super::config::KafkaConfig;
+use crate::config::KafkaConfig;
 
 /// `fetch.wait.max.ms` against the embedded mock cluster. A real broker answers a waiting
 /// fetch as soon as data arrives, so the 100 ms there costs no latency; librdkafka's mock

@@ -3,16 +3,49 @@
 //! Used when Kafka is switched off (`kafka.mode = "direct"`) and by tests of the core. Same
 //! contract as Kafka: pseudo-topic `fanline.events`, 3 partitions chosen by key (or channel),
 //! offsets that only grow per partition.
+//!
+//! [`spawn`] starts the direct mode's ingest thread: it has no records to poll, but it is the
+//! ring-full `gap` timer (as the Kafka thread's poll loop is): every [`GAP_TICK`] it delivers
+//! pending `gap` notices, so a burst that filled a shard's ring and then went quiet still shows
+//! its drop within 100 ms.
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::{PublishAck, PublishError, PublishRequest, PublishSink};
+use super::{IngestStatus, PublishAck, PublishError, PublishRequest, PublishSink};
 use crate::event::{Event, EventParts};
 use crate::fanout::Publisher;
 use crate::metrics::Metrics;
+
+/// How often the direct ingest thread delivers pending ring-full `gap` notices.
+pub const GAP_TICK: Duration = Duration::from_millis(20);
+
+/// Starts the direct mode's ingest thread (marks ingest assigned, then runs the `gap` timer
+/// until `shutdown`) and returns it with the sink behind `POST /v1/publish`.
+pub fn spawn(
+    publisher: Publisher,
+    metrics: Arc<Metrics>,
+    replay: Arc<super::ReplayBuffer>,
+    status: Arc<IngestStatus>,
+    shutdown: Arc<AtomicBool>,
+) -> std::io::Result<(JoinHandle<()>, Arc<dyn PublishSink>)> {
+    let sink = Arc::new(DirectSink::new(publisher, metrics).with_replay(replay));
+    let timer = sink.clone();
+    let handle = std::thread::Builder::new()
+        .name("fanline-ingest".into())
+        .spawn(move || {
+            status.assigned.store(true, Ordering::Release);
+            while !shutdown.load(Ordering::Acquire) {
+                std::thread::sleep(GAP_TICK);
+                timer.flush_gaps();
+            }
+        })?;
+    Ok((handle, sink))
+}
 
 /// Partitions of the direct log.
 pub const PARTITIONS: i32 = 3;
@@ -56,6 +89,12 @@ impl DirectSink {
         }
         self.replay = Some(replay);
         self
+    }
+
+    /// Delivers pending ring-full `gap` notices that fit now (see [`Publisher::flush_gaps`]).
+    pub fn flush_gaps(&self) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.publisher.flush_gaps();
     }
 }
 

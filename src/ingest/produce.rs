@@ -16,9 +16,9 @@ use rdkafka::config::ClientConfig;
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedProducer};
 
-use super::config::KafkaConfig;
 use super::routes::{CHANNEL_HEADER, CORRELATION_ID_HEADER, EVENT_TYPE_HEADER, Routes};
 use super::{PublishAck, PublishError, PublishRequest, PublishSink};
+use crate::config::KafkaConfig;
 
 /// librdkafka gives up on a record after this (`message.timeout.ms`).
 pub const MESSAGE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -48,7 +48,8 @@ impl ProducerContext for ProduceContext {
 /// See the module doc. `Send + Sync`: many admin threads may publish at once.
 pub struct KafkaSink {
     producer: ThreadedProducer<ProduceContext>,
-    routes: Routes,
+    /// Swapped whole on SIGHUP (see [`PublishSink::set_routes`]).
+    routes: arc_swap::ArcSwap<Routes>,
 }
 
 impl std::fmt::Debug for KafkaSink {
@@ -78,7 +79,10 @@ impl KafkaSink {
             }
         }
         let producer: ThreadedProducer<ProduceContext> = c.create_with_context(ProduceContext)?;
-        Ok(KafkaSink { producer, routes })
+        Ok(KafkaSink {
+            producer,
+            routes: arc_swap::ArcSwap::from_pointee(routes),
+        })
     }
 }
 
@@ -93,11 +97,15 @@ fn is_consumer_only(k: &str) -> bool {
 }
 
 impl PublishSink for KafkaSink {
+    fn set_routes(&self, routes: &Routes) {
+        self.routes.store(std::sync::Arc::new(routes.clone()));
+    }
+
     fn publish(&self, req: PublishRequest) -> Result<PublishAck, PublishError> {
         if req.channel.is_empty() {
             return Err(PublishError::BadRequest("channel must not be empty".into()));
         }
-        let (topic, with_channel_header) = self.routes.publish_target(&req.channel);
+        let (topic, with_channel_header) = self.routes.load().publish_target(&req.channel);
         let mut headers = OwnedHeaders::new();
         if with_channel_header {
             headers = headers.insert(Header {

@@ -53,4 +53,8 @@ impl PublishError {
 /// Appends a published event to the log. Called from admin threads.
 pub trait PublishSink: Send + Sync + std::fmt::Debug {
     fn publish(&self, req: PublishRequest) -> Result<PublishAck, PublishError>;
+
+    /// A reloaded route table (SIGHUP): publishes pick their topic from it from now on.
+    /// Sinks that do not route (direct mode) ignore it.
+    fn set_routes(&self, _routes: &super::routes::Routes) {}
 }

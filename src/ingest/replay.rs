@@ -13,6 +13,10 @@
 //!   (transaction markers): gaps are never inferred from offset arithmetic, only from this mark.
 //! - Bounded per partition by records, bytes and age ([`ReplayConfig`]); the first bound reached
 //!   evicts the oldest event.
+//! - The epoch ([`ReplayBuffer::epoch`]) names the log the offsets belong to: random per start
+//!   (embedded cluster, `direct` mode) until ingest derives a stable one from the Kafka cluster
+//!   id ([`ReplayBuffer::set_epoch`]), before any partition is assigned.
+//! - Resume (`since`, `Last-Event-ID`, REST cursors) is in [`resume`].
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,8 +25,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 
-use super::config::ReplayConfig;
+use crate::config::ReplayConfig;
 use crate::event::Event;
+
+pub mod resume;
+pub use resume::{ChannelPattern, PartResume, Reason, Resume, Start};
 
 /// Estimated bytes per event beyond its frame: the `Arc<Event>` allocation, two deque slots,
 /// and the parsed `data` (counted as one more frame length in [`cost`]; the SSE encoding
@@ -31,18 +38,6 @@ const EVENT_OVERHEAD: usize = 256;
 
 fn cost(ev: &Event) -> usize {
     2 * ev.ws_frame.len() + ev.sse_frame.len() + ev.channel.len() + EVENT_OVERHEAD
-}
-
-/// The result of [`ReplayBuffer::replay`].
-#[derive(Debug, Default)]
-pub struct Replay {
-    /// Retained events of the channel after the `since` positions, oldest first per partition
-    /// (partitions in `since` order). Returned even when `recovered` is false.
-    pub events: Vec<Arc<Event>>,
-    /// False when some `since` position is older than what the buffer retains (or unknown):
-    /// the client must reload its state.
-    pub recovered: bool,
-    pub reason: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -70,14 +65,19 @@ impl PartitionBuf {
 
 type Table = HashMap<Arc<str>, HashMap<i32, Arc<PartitionBuf>>>;
 
+/// (topic, the channels it can carry), from the routes.
+pub type ChannelTopics = Vec<(Arc<str>, ChannelPattern)>;
+
 /// See the module doc. `Send + Sync`; share it as `Arc<ReplayBuffer>`.
 #[derive(Debug)]
 pub struct ReplayBuffer {
     max_records: usize,
     max_bytes: usize,
     max_age: Duration,
-    epoch: u64,
+    epoch: AtomicU64,
     seq: AtomicU64,
+    /// Which topics can carry which channels (`None`: any topic any channel).
+    channel_topics: ArcSwap<Option<ChannelTopics>>,
     table: ArcSwap<Table>,
     /// Serializes table growth (ingest only, so uncontended).
     grow: Mutex<()>,
@@ -97,16 +97,30 @@ impl ReplayBuffer {
             max_records: cfg.max_records.max(1),
             max_bytes: cfg.max_bytes.max(1),
             max_age: Duration::from_secs(cfg.max_age_s.max(1)),
-            epoch: z ^ (z >> 31),
+            epoch: AtomicU64::new(z ^ (z >> 31)),
             seq: AtomicU64::new(0),
+            channel_topics: ArcSwap::from_pointee(None),
             table: ArcSwap::from_pointee(Table::new()),
             grow: Mutex::new(()),
         }
     }
 
-    /// Random per process start; a resume cursor from another epoch names other buffers.
+    /// The log the offsets belong to (see the module doc); a resume cursor from another
+    /// epoch names other offsets.
     pub fn epoch(&self) -> u64 {
-        self.epoch
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// Ingest only, before partitions are assigned: a stable epoch (e.g. from the Kafka
+    /// cluster id, so replicas reading one cluster agree and a restart keeps it).
+    pub fn set_epoch(&self, epoch: u64) {
+        self.epoch.store(epoch, Ordering::Release);
+    }
+
+    /// Ingest only, at start: which topics can carry which channels (from the routes). Until
+    /// set, every topic may carry every channel (`direct` mode, the default route).
+    pub fn set_channel_topics(&self, topics: ChannelTopics) {
+        self.channel_topics.store(Arc::new(Some(topics)));
     }
 
     fn partition(&self, topic: &str, partition: i32) -> Option<Arc<PartitionBuf>> {
@@ -185,56 +199,29 @@ impl ReplayBuffer {
         }
     }
 
-    /// Events on `channel` after the given last-seen positions, oldest first per partition.
-    /// `since` entries are (topic, partition, last seen offset). Partitions absent from
-    /// `since` are not replayed. `recovered = false` (+ reason) when a `since` offset is older
-    /// than `complete_from - 1` of its partition, or the partition is unknown here.
-    pub fn replay(&self, channel: &str, since: &[(String, i32, i64)]) -> Replay {
-        let mut out = Replay {
-            events: Vec::new(),
-            recovered: true,
-            reason: None,
-        };
-        let now = Instant::now();
-        for (topic, partition, last) in since {
-            let Some(p) = self.partition(topic, *partition) else {
-                out.recovered = false;
-                out.reason
-                    .get_or_insert_with(|| format!("{topic}/{partition} is not served here"));
-                continue;
-            };
-            let mut st = p.lock();
-            self.evict(&mut st, now);
-            match st.complete_from {
-                Some(c) if *last >= c - 1 => {}
-                c => {
-                    out.recovered = false;
-                    out.reason.get_or_insert_with(|| match c {
-                        Some(c) => format!(
-                            "{topic}/{partition}:{last} is older than the replay buffer (complete from offset {c})"
-                        ),
-                        None => format!("{topic}/{partition} has no retained position"),
-                    });
-                }
-            }
-            if let Some(q) = st.by_channel.get(channel) {
-                let start = q.partition_point(|(_, e)| e.offset <= *last);
-                out.events.extend(q.range(start..).map(|(_, e)| e.clone()));
-            }
-        }
-        out
-    }
-
-    /// The most recently ingested retained event of `channel`, over all partitions.
-    pub fn latest(&self, channel: &str) -> Option<Arc<Event>> {
+    /// The most recently ingested retained event of `channel` that passes `keep` (e.g. an
+    /// identity's forced filter), over all partitions. Scans each partition from its newest
+    /// event back to the first that passes.
+    pub fn latest_matching(
+        &self,
+        channel: &str,
+        keep: impl Fn(&Event) -> bool,
+    ) -> Option<Arc<Event>> {
         let table = self.table.load();
         let mut best: Option<(u64, Arc<Event>)> = None;
         for parts in table.values() {
             for p in parts.values() {
                 let st = p.lock();
-                if let Some((seq, ev)) = st.by_channel.get(channel).and_then(|q| q.back())
-                    && best.as_ref().is_none_or(|(b, _)| seq > b)
-                {
+                let Some(q) = st.by_channel.get(channel) else {
+                    continue;
+                };
+                // newer than the best so far, and kept
+                let found = q
+                    .iter()
+                    .rev()
+                    .take_while(|(seq, _)| best.as_ref().is_none_or(|(b, _)| seq > b))
+                    .find(|(_, ev)| keep(ev));
+                if let Some((seq, ev)) = found {
                     best = Some((*seq, ev.clone()));
                 }
             }
@@ -278,7 +265,13 @@ mod tests {
     use super::*;
     use crate::event::EventParts;
 
-    fn ev(topic: &Arc<str>, partition: i32, offset: i64, channel: &str, pad: usize) -> Arc<Event> {
+    pub(super) fn ev(
+        topic: &Arc<str>,
+        partition: i32,
+        offset: i64,
+        channel: &str,
+        pad: usize,
+    ) -> Arc<Event> {
         let data = format!("{{\"p\":\"{}\"}}", "x".repeat(pad));
         Arc::new(Event::new(
             EventParts {
@@ -295,7 +288,7 @@ mod tests {
         ))
     }
 
-    fn cfg(records: usize, bytes: usize, age: u64) -> ReplayConfig {
+    pub(super) fn cfg(records: usize, bytes: usize, age: u64) -> ReplayConfig {
         ReplayConfig {
             max_records: records,
             max_bytes: bytes,
@@ -303,26 +296,36 @@ mod tests {
         }
     }
 
-    fn offsets(r: &Replay) -> Vec<i64> {
+    fn offsets(r: &Resume) -> Vec<i64> {
         r.events.iter().map(|e| e.offset).collect()
     }
 
+    /// Resumes channel `ch` after `since` (topic, partition, offset).
+    fn replay(b: &ReplayBuffer, ch: &str, since: &[(&str, i32, i64)]) -> Resume {
+        let q: Vec<String> = since
+            .iter()
+            .map(|(t, p, o)| format!("{t}/{p}:{o}"))
+            .collect();
+        let c = crate::protocol::Cursor::parse_query(&q.join(",")).expect("cursor");
+        b.resume(&[ch], Start::Cursor(&c))
+    }
+
     #[test]
-    fn replays_after_since_per_partition_and_only_given_partitions() {
+    fn replays_after_since_per_partition() {
         let b = ReplayBuffer::new(&cfg(100, 1 << 20, 60));
         let t: Arc<str> = "t".into();
         for o in 0..5 {
             b.append(&ev(&t, 0, o, "a", 0));
             b.append(&ev(&t, 1, o, if o % 2 == 0 { "a" } else { "b" }, 0));
         }
-        let r = b.replay("a", &[("t".into(), 0, 2), ("t".into(), 1, 0)]);
-        assert!(r.recovered, "{:?}", r.reason);
+        let r = replay(&b, "a", &[("t", 0, 2), ("t", 1, 0)]);
+        assert!(r.lost.is_none(), "{:?}", r.lost);
         assert_eq!(offsets(&r), vec![3, 4, 2, 4]);
-        let r = b.replay("a", &[("t".into(), 1, 4)]);
-        assert!(r.recovered && r.events.is_empty());
-        assert_eq!(b.latest("a").unwrap().offset, 4);
-        assert_eq!(b.latest("b").unwrap().partition, 1);
-        assert!(b.latest("zzz").is_none());
+        let r = replay(&b, "a", &[("t", 0, 4), ("t", 1, 4)]);
+        assert!(r.lost.is_none() && r.events.is_empty());
+        assert_eq!(b.latest_matching("a", |_| true).unwrap().offset, 4);
+        assert_eq!(b.latest_matching("b", |_| true).unwrap().partition, 1);
+        assert!(b.latest_matching("zzz", |_| true).is_none());
     }
 
     #[test]
@@ -334,12 +337,13 @@ mod tests {
         }
         assert_eq!(b.usage("t", 0).0, 3);
         assert_eq!(b.complete_from("t", 0), Some(17));
-        let r = b.replay("a", &[("t".into(), 0, 16)]);
-        assert!(r.recovered);
+        let r = replay(&b, "a", &[("t", 0, 16)]);
+        assert!(r.lost.is_none());
         assert_eq!(offsets(&r), vec![17, 18, 19]);
-        let r = b.replay("a", &[("t".into(), 0, 15)]);
-        assert!(!r.recovered);
-        assert!(r.reason.as_deref().unwrap_or("").contains("older"));
+        let r = replay(&b, "a", &[("t", 0, 15)]);
+        let (reason, detail) = r.lost.clone().unwrap();
+        assert_eq!(reason, Reason::TooOld);
+        assert!(detail.contains("older"), "{detail}");
         assert_eq!(offsets(&r), vec![17, 18, 19]);
     }
 
@@ -368,8 +372,8 @@ mod tests {
         assert_eq!(b.complete_from("t", 0), Some(2));
         std::thread::sleep(Duration::from_millis(1100));
         // readers evict too: an idle partition does not serve stale events
-        let r = b.replay("a", &[("t".into(), 0, 2)]);
-        assert!(r.recovered && r.events.is_empty());
+        let r = replay(&b, "a", &[("t", 0, 2)]);
+        assert!(r.lost.is_none() && r.events.is_empty());
         assert_eq!(b.complete_from("t", 0), Some(3));
     }
 
@@ -382,14 +386,14 @@ mod tests {
             b.append(&ev(&t, 0, o, "a", 0));
         }
         // 101, 103, 104 … were transaction markers: resuming from 102 is exact.
-        let r = b.replay("a", &[("t".into(), 0, 102)]);
-        assert!(r.recovered);
+        let r = replay(&b, "a", &[("t", 0, 102)]);
+        assert!(r.lost.is_none());
         assert_eq!(offsets(&r), vec![105, 109]);
-        let r = b.replay("a", &[("t".into(), 0, 99)]);
-        assert!(r.recovered);
+        let r = replay(&b, "a", &[("t", 0, 99)]);
+        assert!(r.lost.is_none());
         assert_eq!(offsets(&r), vec![100, 102, 105, 109]);
-        let r = b.replay("a", &[("t".into(), 0, 98)]);
-        assert!(!r.recovered);
+        let r = replay(&b, "a", &[("t", 0, 98)]);
+        assert!(r.lost.is_some());
         // duplicates after a re-fetch are ignored
         b.append(&ev(&t, 0, 105, "a", 0));
         assert_eq!(b.usage("t", 0).0, 4);
@@ -399,11 +403,11 @@ mod tests {
     fn unknown_partition_and_marked_empty_partition() {
         let b = ReplayBuffer::new(&cfg(100, 1 << 20, 60));
         let t: Arc<str> = "t".into();
-        let r = b.replay("a", &[("t".into(), 0, 5)]);
-        assert!(!r.recovered);
+        let r = replay(&b, "a", &[("t", 0, 5)]);
+        assert_eq!(r.lost.map(|l| l.0), Some(Reason::TooOld), "not served here");
         b.mark_position(&t, 0, 6);
-        assert!(b.replay("a", &[("t".into(), 0, 5)]).recovered);
-        assert!(!b.replay("a", &[("t".into(), 0, 4)]).recovered);
+        assert!(replay(&b, "a", &[("t", 0, 5)]).lost.is_none());
+        assert!(replay(&b, "a", &[("t", 0, 4)]).lost.is_some());
         assert_ne!(b.epoch(), 0);
     }
 }

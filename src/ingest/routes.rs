@@ -14,7 +14,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::config::RouteConfig;
+use crate::config::RouteConfig;
 use crate::event::{Event, EventParts};
 
 /// Header the default route (and `POST /v1/publish`) takes the channel from.
@@ -264,6 +264,25 @@ impl Routes {
 
     pub fn get(&self, topic: &str) -> Option<&Route> {
         self.by_topic.get(topic)
+    }
+
+    /// Which channels each topic can carry (for resume: the partitions a channel is read
+    /// from). A template's `{…}` parts match any text.
+    pub fn channel_patterns(&self) -> Vec<(Arc<str>, super::replay::ChannelPattern)> {
+        self.by_topic
+            .values()
+            .map(|r| {
+                let segs = r
+                    .template
+                    .iter()
+                    .map(|p| match p {
+                        Part::Lit(l) => Some(l.as_str().into()),
+                        Part::Pointer(_) | Part::Key | Part::Header(_) => None,
+                    })
+                    .collect();
+                (r.topic.clone(), super::replay::ChannelPattern::new(segs))
+            })
+            .collect()
     }
 
     /// Where `POST /v1/publish` writes `channel`: the topic of a route whose channel is exactly

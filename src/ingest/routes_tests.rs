@@ -200,3 +200,25 @@ fn arbitrary_bytes_never_panic() {
         }
     }
 }
+
+#[test]
+fn channel_patterns_say_which_topics_carry_a_channel() {
+    let routes = Routes::compile(
+        &[
+            route_cfg("issues.enriched", "issues"),
+            route_cfg("pred", "predictions:{/symbol}"),
+        ],
+        "fanline.events",
+    )
+    .unwrap();
+    let pats = routes.channel_patterns();
+    let carries = |topic: &str, ch: &str| pats.iter().any(|(t, p)| &**t == topic && p.matches(ch));
+    assert!(carries("issues.enriched", "issues"));
+    assert!(!carries("issues.enriched", "issues2"));
+    assert!(carries("pred", "predictions:AAPL"));
+    assert!(!carries("pred", "issues"));
+    assert!(
+        carries("fanline.events", "anything"),
+        "the default route reads a header"
+    );
+}

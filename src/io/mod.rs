@@ -1,11 +1,29 @@
-//! The only module that calls libc: vectored writes and socket setup. All `unsafe` and all
-//! platform specifics of the I/O path live here, each block with a `// SAFETY:` line.
+//! The only module that calls libc: vectored writes, socket setup and the two I/O backends
+//! (epoll via mio, io_uring) behind one interface, [`Backend`]. All `unsafe` and all platform
+//! specifics of the I/O path live here, each block with a `// SAFETY:` line.
+
+pub mod backend;
+pub mod epoll;
+pub mod uring;
+mod waker;
+
+pub use backend::{Backend, Event, Kind, Sent};
+pub use waker::Waker;
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::AsRawFd;
 
 use bytes::Bytes;
+
+/// Bytes in a TCP socket's send queue not yet acknowledged by the peer (`TIOCOUTQ`); 0 when
+/// the kernel does not say.
+pub fn unsent_bytes(fd: &impl AsRawFd) -> usize {
+    let mut n: libc::c_int = 0;
+    // SAFETY: TIOCOUTQ writes one c_int through the pointer, which points to a live local.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCOUTQ, &mut n) };
+    if r == 0 { n.max(0) as usize } else { 0 }
+}
 
 /// Most iovecs one `writev` takes (Linux `IOV_MAX`).
 pub const IOV_MAX: usize = 1024;
@@ -37,20 +55,33 @@ impl IoVecs {
         head_offset: usize,
         frames: impl Iterator<Item = &'a Bytes>,
     ) -> io::Result<usize> {
+        self.write_counted(fd, head_offset, frames).map(|(n, _)| n)
+    }
+
+    /// As [`IoVecs::write_frames`], also returning how many bytes the call tried to write
+    /// (`written == tried` means the socket took all of it).
+    pub fn write_counted<'a>(
+        &mut self,
+        fd: &impl AsRawFd,
+        head_offset: usize,
+        frames: impl Iterator<Item = &'a Bytes>,
+    ) -> io::Result<(usize, usize)> {
         self.iov.clear();
+        let mut tried = 0;
         for (i, f) in frames.take(IOV_MAX).enumerate() {
             let s: &[u8] = if i == 0 {
                 &f[head_offset.min(f.len())..]
             } else {
                 f
             };
+            tried += s.len();
             self.iov.push(libc::iovec {
                 iov_base: s.as_ptr() as *mut libc::c_void,
                 iov_len: s.len(),
             });
         }
         if self.iov.is_empty() {
-            return Ok(0);
+            return Ok((0, 0));
         }
         // SAFETY: every iovec points into a `Bytes` borrowed from `frames` for this call and
         // `iov_len` is that slice's length; the count is ≤ IOV_MAX; the fd is a live socket.
@@ -65,7 +96,7 @@ impl IoVecs {
         if n < 0 {
             Err(io::Error::last_os_error())
         } else {
-            Ok(n as usize)
+            Ok((n as usize, tried))
         }
     }
 }

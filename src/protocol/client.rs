@@ -4,8 +4,11 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-/// `since`: last seen offset per `topic/partition`, parsed from `{"topic/0": 120, …}`.
-pub type Since = Vec<(String, i32, i64)>;
+use super::cursor::Cursor;
+
+/// `since`: last seen offset per `topic/partition` and the epoch, parsed from
+/// `{"epoch": "…", "topic/0": 120, …}` (see [`Cursor::from_json`]).
+pub type Since = Cursor;
 
 /// A parsed client message.
 #[derive(Debug, Clone, PartialEq)]
@@ -102,7 +105,7 @@ impl ClientMessage {
                 }
                 let since = match since {
                     None => None,
-                    Some(m) => Some(parse_since(&m).map_err(|e| bad(&id, e))?),
+                    Some(m) => Some(Cursor::from_json(&m).map_err(|e| bad(&id, e))?),
                 };
                 ClientMessage::Subscribe {
                     id,
@@ -118,23 +121,6 @@ impl ClientMessage {
             Wire::Ping { id } => ClientMessage::Ping { id },
         })
     }
-}
-
-fn parse_since(m: &serde_json::Map<String, Value>) -> Result<Since, String> {
-    m.iter()
-        .map(|(k, v)| {
-            let (topic, part) = k
-                .rsplit_once('/')
-                .ok_or_else(|| format!("since key {k:?} must be \"topic/partition\""))?;
-            let part: i32 = part
-                .parse()
-                .map_err(|_| format!("since key {k:?}: bad partition"))?;
-            let off = v
-                .as_i64()
-                .ok_or_else(|| format!("since[{k:?}] must be an integer offset"))?;
-            Ok((topic.to_string(), part, off))
-        })
-        .collect()
 }
 
 /// Best effort: the `id` of a message that failed to parse, to echo in the error.
@@ -163,9 +149,15 @@ mod tests {
                 assert_eq!(id.as_deref(), Some("r1"));
                 assert_eq!(channels, vec!["issues"]);
                 assert!(filter.is_some());
+                let since = since.unwrap();
+                assert_eq!(since.epoch, None);
                 assert_eq!(
-                    since.unwrap(),
-                    vec![("issues.enriched".to_string(), 0, 120)]
+                    since.positions,
+                    vec![super::super::cursor::Position {
+                        topic: "issues.enriched".into(),
+                        partition: 0,
+                        offset: 120
+                    }]
                 );
             }
             other => panic!("{other:?}"),

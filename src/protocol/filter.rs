@@ -4,6 +4,8 @@
 
 use serde_json::Value;
 
+use super::cursor::quoted;
+
 /// A compiled filter. Empty = matches everything.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Filter {
@@ -13,6 +15,8 @@ pub struct Filter {
 
 /// Most clauses one filter may hold (bounds per-delivery work).
 pub const MAX_CLAUSES: usize = 16;
+/// Most accepted values one clause may list.
+pub const MAX_VALUES: usize = 64;
 
 impl Filter {
     /// Compiles a filter object. Errors say which key is wrong.
@@ -32,10 +36,21 @@ impl Filter {
                 format!("/{}", k.replace('~', "~0").replace('/', "~1"))
             };
             let values = match want {
-                Value::Array(a) if a.is_empty() => return Err(format!("filter {k:?}: empty list")),
+                Value::Array(a) if a.is_empty() => {
+                    return Err(format!("filter {}: empty list", quoted(k)));
+                }
+                Value::Array(a) if a.len() > MAX_VALUES => {
+                    return Err(format!(
+                        "filter {}: more than {MAX_VALUES} values",
+                        quoted(k)
+                    ));
+                }
                 Value::Array(a) => a.clone(),
                 Value::Object(_) => {
-                    return Err(format!("filter {k:?}: value must be a scalar or a list"));
+                    return Err(format!(
+                        "filter {}: value must be a scalar or a list",
+                        quoted(k)
+                    ));
                 }
                 other => vec![other.clone()],
             };
@@ -98,6 +113,9 @@ mod tests {
                 .contains("\"a\"")
         );
         assert!(Filter::parse(&json!({"a":{"b":1}})).is_err());
+        let many: Vec<i32> = (0..=MAX_VALUES as i32).collect();
+        let e = Filter::parse(&json!({ "a": many })).unwrap_err();
+        assert!(e.contains("more than 64 values"), "{e}");
     }
 
     #[test]

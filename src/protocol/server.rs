@@ -10,36 +10,39 @@ fn frame(v: Value) -> Bytes {
     text_frame(&v.to_string())
 }
 
-/// `welcome` on open.
-pub fn welcome(connection_id: &str, heartbeat_ms: u64, limits: Value) -> Bytes {
+/// `welcome` on open; `epoch` names the log the offsets belong to (echo it in `since`).
+pub fn welcome(connection_id: &str, epoch: u64, heartbeat_ms: u64, limits: Value) -> Bytes {
     frame(
-        json!({"type":"welcome","connection_id":connection_id,"protocol":super::PROTOCOL_VERSION,"heartbeat_ms":heartbeat_ms,"limits":limits}),
+        json!({"type":"welcome","connection_id":connection_id,"protocol":super::PROTOCOL_VERSION,
+            "epoch":super::cursor::epoch_str(epoch),"heartbeat_ms":heartbeat_ms,"limits":limits}),
     )
+}
+
+/// What a resume (`since`) found: how many events it replays, and when it is not provably
+/// complete, the reason (`partial_cursor`, `epoch_changed`, `too_old`) and a detail.
+#[derive(Debug, Clone, Copy)]
+pub struct Recovery<'a> {
+    pub replayed: usize,
+    pub lost: Option<(&'a str, &'a str)>,
 }
 
 /// The `subscribed` message body, shared by the WebSocket ack and the SSE stream's opening
 /// event; `recovered:false` carries the reason the client must reload state.
-pub fn subscribed_json(
-    channels: &[String],
-    recovered: Option<(bool, Option<&str>, usize)>,
-) -> Value {
+pub fn subscribed_json(channels: &[String], recovered: Option<Recovery<'_>>) -> Value {
     let mut v = json!({"type":"subscribed","channels":channels});
-    if let Some((ok, reason, replayed)) = recovered {
-        v["recovered"] = json!(ok);
-        v["replayed"] = json!(replayed);
-        if let Some(r) = reason {
-            v["reason"] = json!(r);
+    if let Some(r) = recovered {
+        v["recovered"] = json!(r.lost.is_none());
+        v["replayed"] = json!(r.replayed);
+        if let Some((reason, detail)) = r.lost {
+            v["reason"] = json!(reason);
+            v["detail"] = json!(detail);
         }
     }
     v
 }
 
 /// `subscribed` ack for request `id`.
-pub fn subscribed(
-    id: Option<&str>,
-    channels: &[String],
-    recovered: Option<(bool, Option<&str>, usize)>,
-) -> Bytes {
+pub fn subscribed(id: Option<&str>, channels: &[String], recovered: Option<Recovery<'_>>) -> Bytes {
     let mut v = subscribed_json(channels, recovered);
     v["id"] = json!(id);
     frame(v)

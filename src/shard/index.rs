@@ -5,7 +5,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::fanout::SubscriptionTable;
+use crate::conn::Subscriptions;
+use crate::fanout::{Fanout, SubscriptionTable};
 use crate::protocol::Filter;
 
 /// One subscriber of a channel on this shard.
@@ -15,12 +16,40 @@ pub struct Entry {
     pub filter: Option<Arc<Filter>>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ChannelIndex {
     map: HashMap<Box<str>, Vec<Entry>>,
+    /// This shard's index and the fan-out whose global table mirrors `map`'s keys.
+    shard: usize,
+    fanout: Arc<Fanout>,
+}
+
+impl Subscriptions for ChannelIndex {
+    fn subscribe(&mut self, channel: &str, conn: usize, filter: Option<Arc<Filter>>) {
+        let fanout = self.fanout.clone();
+        self.insert(
+            self.shard,
+            &fanout.subscriptions,
+            channel,
+            Entry { conn, filter },
+        );
+    }
+
+    fn unsubscribe(&mut self, channel: &str, conn: usize) {
+        let fanout = self.fanout.clone();
+        self.remove(self.shard, &fanout.subscriptions, channel, conn);
+    }
 }
 
 impl ChannelIndex {
+    pub fn new(shard: usize, fanout: Arc<Fanout>) -> ChannelIndex {
+        ChannelIndex {
+            map: HashMap::new(),
+            shard,
+            fanout,
+        }
+    }
+
     #[inline]
     pub fn get(&self, channel: &str) -> Option<&[Entry]> {
         self.map.get(channel).map(Vec::as_slice)
@@ -74,7 +103,7 @@ mod tests {
     #[test]
     fn global_table_follows_first_and_last_local_subscriber() {
         let t = SubscriptionTable::default();
-        let mut ix = ChannelIndex::default();
+        let mut ix = ChannelIndex::new(2, Arc::new(Fanout::new(Vec::new())));
         ix.insert(
             2,
             &t,

@@ -1,31 +1,31 @@
 //! A shard: one reactor thread owning its listeners (SO_REUSEPORT; plain and/or TLS), a slab of connections, a
 //! timer wheel, a local channel index and the inbox ring fed by ingest.
 //!
-//! One turn: poll → accept/read → drain the ring into outboxes → fire timers → flush every
+//! One turn: poll → accept/read (conn::read) → drain the event ring into outboxes → answer the
+//! admin control queue → fire timers → flush every
 //! dirty connection with ONE writev → remove dead connections. Nothing here takes a lock
-//! shared with another shard; the only cross-thread traffic is the inbox ring, the
+//! shared with another shard; the only cross-thread traffic is the inbox ring, the control queue, the
 //! subscription table (written on first/last local subscriber) and relaxed counters.
 
+mod accept;
 pub mod index;
-pub mod outbox;
 pub mod timer;
 mod turn;
 
 use std::net::TcpListener as StdListener;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
-use crate::config::Config;
-use crate::conn::Conn;
-use crate::fanout::{Fanout, ShardInbox};
-use crate::ingest::IngestStatus;
+use crate::conn::{Conn, Env};
+use crate::fanout::ShardInbox;
 use crate::io::IoVecs;
-use crate::metrics::{Metrics, ShardMetrics};
+use crate::metrics::ShardMetrics;
+use crate::state::ServerState;
 use index::ChannelIndex;
 use timer::TimerWheel;
 
@@ -37,65 +37,11 @@ pub(crate) const TLS_LISTENER: Token = Token(usize::MAX - 3);
 pub const RING_BATCH: usize = 8192;
 const TIMER_TICK: Duration = Duration::from_millis(50);
 
-/// State shared by every shard, the admin side and `main`. Read-mostly.
-#[derive(Debug)]
-pub struct Shared {
-    pub cfg: Arc<Config>,
-    pub metrics: Arc<Metrics>,
-    pub fanout: Arc<Fanout>,
-    pub ingest: Arc<IngestStatus>,
-    /// Per-partition replay buffer (resume with `since`, REST fallbacks).
-    pub replay: Arc<crate::ingest::ReplayBuffer>,
-    /// Credentials → identity; swapped whole on SIGHUP.
-    pub auth: arc_swap::ArcSwap<crate::auth::Authenticator>,
-    /// rustls server config when `[tls]` is set; swapped whole on SIGHUP (new connections
-    /// take the new certificate, established ones keep theirs).
-    pub tls: Option<arc_swap::ArcSwap<rustls::ServerConfig>>,
-    /// Connection slots: global, per IP, attempts per minute per IP.
-    pub limiter: crate::auth::ConnLimiter,
-    pub draining: AtomicBool,
-    /// Shards whose listener is bound and polling.
-    pub shards_up: AtomicUsize,
-    pub started: Instant,
-    /// `started` as unix milliseconds (for timestamps in admin answers).
-    pub started_unix_ms: i64,
-}
-
-impl Shared {
-    pub fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::Acquire)
-    }
-    /// Every shard completed a reactor turn within `within` (shards turn at least once a
-    /// second even when idle). Drives the systemd watchdog.
-    pub fn shards_alive(&self, within: Duration) -> bool {
-        let now = self.started.elapsed().as_millis() as i64;
-        self.metrics
-            .shards
-            .iter()
-            .all(|m| now - m.last_turn_ms.get() <= within.as_millis() as i64)
-    }
-
-    /// `None` when ready for traffic, else why not (readiness probe).
-    pub fn not_ready_reason(&self) -> Option<&'static str> {
-        if self.is_draining() {
-            Some("draining")
-        } else if self.shards_up.load(Ordering::Acquire) < self.fanout.inboxes.len() {
-            Some("starting")
-        } else if !self.ingest.assigned.load(Ordering::Acquire) {
-            Some("kafka partitions not assigned")
-        } else if self.ingest.degraded.load(Ordering::Acquire) {
-            Some("kafka unavailable")
-        } else {
-            None
-        }
-    }
-}
-
 /// Everything a shard's handlers need besides the connection slab.
 #[derive(Debug)]
 pub struct Ctx {
     pub id: usize,
-    pub shared: Arc<Shared>,
+    pub shared: Arc<ServerState>,
     pub inbox: Arc<ShardInbox>,
     pub index: ChannelIndex,
     pub timers: TimerWheel,
@@ -116,6 +62,19 @@ impl Ctx {
     pub fn metrics(&self) -> &ShardMetrics {
         &self.shared.metrics.shards[self.id]
     }
+
+    /// Lends a connection handler what it may touch: time, server state, the local index.
+    pub fn env(&mut self) -> Env<'_> {
+        Env {
+            now: self.now,
+            shard: self.id,
+            state: &self.shared,
+            subs: &mut self.index,
+            conn_seq: &mut self.conn_seq,
+            outbox_bytes: &mut self.outbox_bytes,
+            dead: &mut self.dead,
+        }
+    }
 }
 
 /// A shard, ready to run on its own thread.
@@ -127,6 +86,8 @@ pub struct Shard {
     conns: Slab<Conn>,
     ctx: Ctx,
     drain: Option<Drain>,
+    /// A descriptor held back for the moment the process runs out of them (see `accept.rs`).
+    reserve: accept::FdReserve,
 }
 
 /// One accepting socket and whether its connections speak TLS.
@@ -158,7 +119,7 @@ impl Shard {
         listener: Listener,
         tls_listener: Option<StdListener>,
         inbox: Arc<ShardInbox>,
-        shared: Arc<Shared>,
+        shared: Arc<ServerState>,
     ) -> std::io::Result<Shard> {
         let register = |l: StdListener, token: Token, tls: bool| {
             let mut socket = TcpListener::from_std(l);
@@ -172,6 +133,7 @@ impl Shard {
             None => None,
         };
         let now = Instant::now();
+        let index = ChannelIndex::new(id, shared.fanout.clone());
         Ok(Shard {
             poll,
             listeners: [Some(main), second],
@@ -180,7 +142,7 @@ impl Shard {
                 id,
                 shared,
                 inbox,
-                index: ChannelIndex::default(),
+                index,
                 timers: TimerWheel::new(now, TIMER_TICK),
                 timer_gen: 0,
                 now,
@@ -193,6 +155,7 @@ impl Shard {
                 outbox_bytes: 0,
             },
             drain: None,
+            reserve: accept::FdReserve::new(),
         })
     }
 
@@ -202,16 +165,23 @@ impl Shard {
         let mut scratch = vec![0u8; 64 * 1024].into_boxed_slice();
         self.ctx.shared.shards_up.fetch_add(1, Ordering::AcqRel);
         loop {
-            let timeout = if !self.ctx.inbox.is_empty() {
-                Some(Duration::ZERO)
-            } else if self.drain.is_some() {
-                Some(Duration::from_millis(10))
-            } else {
-                self.ctx
-                    .timers
-                    .timeout(Instant::now())
-                    .or(Some(Duration::from_secs(1)))
-            };
+            let timeout =
+                if !self.ctx.inbox.is_empty() || !self.ctx.shared.control[self.ctx.id].is_empty() {
+                    Some(Duration::ZERO)
+                } else if self.drain.is_some() {
+                    Some(Duration::from_millis(10))
+                } else {
+                    let now = Instant::now();
+                    let t = self
+                        .ctx
+                        .timers
+                        .timeout(now)
+                        .unwrap_or(Duration::from_secs(1));
+                    Some(match self.reserve.retry_at {
+                        Some(at) => t.min(at.saturating_duration_since(now)),
+                        None => t,
+                    })
+                };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == std::io::ErrorKind::Interrupted {
                     continue;
@@ -220,6 +190,12 @@ impl Shard {
                 break;
             }
             self.ctx.now = Instant::now();
+            if self.reserve.retry_at.is_some_and(|at| at <= self.ctx.now) {
+                // Out of descriptors last time: try the backlog again, arrival or not.
+                self.reserve.retry_at = None;
+                self.accept(0);
+                self.accept(1);
+            }
             for ev in events.iter() {
                 match ev.token() {
                     LISTENER => self.accept(0),
@@ -236,6 +212,7 @@ impl Shard {
                 }
             }
             self.drain_ring();
+            self.drain_control();
             self.fire_timers();
             self.flush_dirty();
             self.remove_dead();
@@ -254,6 +231,11 @@ impl Shard {
             };
             match listener.socket.accept() {
                 Ok((mut stream, remote)) => {
+                    let Some(slot) =
+                        accept::admit_head(&self.ctx, &mut stream, remote, listener.tls)
+                    else {
+                        continue;
+                    };
                     let _ = stream.set_nodelay(true);
                     let tls = match (listener.tls, &self.ctx.shared.tls) {
                         (false, _) => None,
@@ -281,13 +263,26 @@ impl Shard {
                     }
                     let timeout =
                         Duration::from_millis(self.ctx.shared.cfg.server.upgrade_timeout_ms);
-                    entry.insert(Conn::new(stream, remote, self.ctx.now, timeout, tls));
+                    entry.insert(
+                        Conn::new(stream, remote, self.ctx.now, timeout, tls).holding(slot),
+                    );
                     self.rearm(key);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) if accept::out_of_fds(&e) => {
+                    // Shed one pending connection through the reserve descriptor and go on:
+                    // edge-triggered, the backlog would otherwise wait for a new arrival.
+                    match self.reserve.shed(&listener.socket, listener.tls, &self.ctx) {
+                        accept::Shed::One => continue,
+                        accept::Shed::BacklogEmpty => return,
+                        accept::Shed::NotNow => {
+                            self.reserve.retry_at = Some(self.ctx.now + accept::RETRY);
+                            return;
+                        }
+                    }
+                }
                 Err(e) => {
-                    // EMFILE and friends: log, leave the backlog for the next turn.
                     tracing::warn!(shard = self.ctx.id, "accept failed: {e}");
                     return;
                 }
@@ -296,12 +291,8 @@ impl Shard {
     }
 
     fn mark_dirty(&mut self, key: usize) {
-        if let Some(c) = self.conns.get_mut(key)
-            && !c.dirty
-            && !c.dead
-        {
-            c.dirty = true;
-            self.ctx.dirty.push(key);
+        if let Some(c) = self.conns.get_mut(key) {
+            crate::conn::mark_dirty(&mut self.ctx.dirty, key, c);
         }
     }
 
@@ -355,7 +346,7 @@ impl Shard {
             if d.closed >= target {
                 break;
             }
-            if c.closing.is_none() {
+            if c.is_open() {
                 to_close.push(key);
                 d.closed += 1;
             }

@@ -1,26 +1,19 @@
 //! The steps of one reactor turn: read, drain the ring, fire timers, flush, remove.
 
-use std::io::Read;
 use std::time::Duration;
 
-use bytes::BytesMut;
-
 use super::{Ctx, RING_BATCH, Shard};
-use crate::conn::handshake::{self, Outcome};
-use crate::conn::tls::Pull;
-use crate::conn::{Conn, Phase, Session, session};
-use crate::event::Event;
+use crate::conn::deliver::{Caps, Delivery, deliver};
+use crate::conn::outbox::{Flushed, Frame};
+use crate::conn::{Conn, Life, Phase, Ping, Transport, mark_dirty, read, session};
 use crate::fanout::RingItem;
+use crate::fanout::failed::Reason;
 use crate::protocol::server;
-use crate::shard::outbox::Flushed;
-use crate::ws::Decoder;
+use crate::state::{AdminQuery, ControlQueue};
 
 /// Marks `conn` for removal at the end of the turn.
 fn kill(ctx: &mut Ctx, key: usize, conn: &mut Conn) {
-    if !conn.dead {
-        conn.dead = true;
-        ctx.dead.push(key);
-    }
+    conn.kill(key, &mut ctx.dead);
 }
 
 impl Shard {
@@ -29,11 +22,7 @@ impl Shard {
         let Some(conn) = conns.get_mut(key) else {
             return;
         };
-        if conn.tls.is_some() {
-            tls_readable(ctx, key, conn, scratch);
-        } else {
-            plain_readable(ctx, key, conn, scratch);
-        }
+        read::handle_readable(&mut ctx.env(), key, conn, scratch);
         if conn.wants_flush() {
             self.mark_dirty(key);
         }
@@ -44,9 +33,13 @@ impl Shard {
         let Shard { conns, ctx, .. } = self;
         ctx.inbox.begin_drain();
         let limits = &ctx.shared.cfg.limits;
-        let (max_frames, max_bytes) = (limits.outbox_frames, limits.outbox_bytes);
+        let caps = Caps {
+            frames: limits.outbox_frames,
+            bytes: limits.outbox_bytes,
+        };
         let shared = ctx.shared.clone();
         let m = &shared.metrics.shards[ctx.id];
+        let failed = shared.fanout.failed.shard(ctx.id);
         for _ in 0..RING_BATCH {
             let Some(item) = ctx.inbox.pop() else { break };
             match item {
@@ -60,34 +53,37 @@ impl Shard {
                         let Some(conn) = conns.get_mut(e.conn) else {
                             continue;
                         };
-                        if conn.dead || conn.closing.is_some() {
+                        if !conn.is_open() {
                             continue;
                         }
-                        if let Some(f) = &e.filter
-                            && !f.matches(&ev.data)
-                        {
-                            continue;
-                        }
-                        let Phase::Ws(s) = &mut conn.phase else {
+                        let Phase::Open(s) = &mut conn.phase else {
                             continue;
                         };
-                        if s.has_watermarks && s.already_replayed(&ev) {
-                            continue;
+                        if !s.ring_gaps.is_empty() {
+                            // Drops from before this event go ahead of it.
+                            let b = conn.outbox.bytes() as i64;
+                            queue_ring_gaps(s, &mut conn.outbox, true, m);
+                            ctx.outbox_bytes += conn.outbox.bytes() as i64 - b;
                         }
                         let before = conn.outbox.bytes();
-                        conn.outbox
-                            .push_event(&ev, max_frames, max_bytes, |d: &Event| {
-                                s.note_drop(d, now);
-                                m.dropped_slow_consumer.inc();
-                            });
+                        let outcome = deliver(
+                            s,
+                            &mut conn.outbox,
+                            e.filter.as_deref(),
+                            &ev,
+                            caps,
+                            now,
+                            failed,
+                        );
+                        match outcome {
+                            Delivery::Filtered => continue,
+                            Delivery::Delivered => {}
+                            Delivery::Dropped { gap } => m.dropped_slow_consumer.add(gap),
+                        }
                         ctx.outbox_bytes += conn.outbox.bytes() as i64 - before as i64;
                         ctx.deliveries += 1;
-                        s.sent += 1;
                         delivered = true;
-                        if !conn.dirty {
-                            conn.dirty = true;
-                            ctx.dirty.push(e.conn);
-                        }
+                        mark_dirty(&mut ctx.dirty, e.conn, conn);
                     }
                     if delivered {
                         ctx.turn_events.push(ev.ingested_at);
@@ -101,47 +97,71 @@ impl Shard {
                         let Some(conn) = conns.get_mut(e.conn) else {
                             continue;
                         };
-                        let Phase::Ws(s) = &mut conn.phase else {
+                        let Phase::Open(s) = &mut conn.phase else {
                             continue;
                         };
-                        match s.pending_gaps.iter_mut().find(|(c, _)| *c == channel) {
+                        match s.ring_gaps.iter_mut().find(|(c, _)| *c == channel) {
                             Some((_, n)) => *n += dropped,
-                            None => s.pending_gaps.push((channel.clone(), dropped)),
+                            None => s.ring_gaps.push((channel.clone(), dropped)),
                         }
-                        if !conn.dirty {
-                            conn.dirty = true;
-                            ctx.dirty.push(e.conn);
-                        }
+                        mark_dirty(&mut ctx.dirty, e.conn, conn);
                     }
-                }
-                RingItem::Connections { identity, reply } => {
-                    let list = conns
-                        .iter()
-                        .filter(|(_, c)| match (&identity, &c.phase) {
-                            (None, _) => true,
-                            (Some(id), Phase::Ws(s)) => *s.peer.identity.id == **id,
-                            _ => false,
-                        })
-                        .filter_map(|(_, c)| c.describe(shared.started, shared.started_unix_ms))
-                        .collect();
-                    let _ = reply.send(list);
                 }
                 RingItem::Status(status) => {
                     let frame = server::status(status);
                     let sse_frame = crate::conn::sse::status(status);
                     for (key, conn) in conns.iter_mut() {
-                        if let Phase::Ws(s) = &conn.phase
-                            && !s.echo
-                            && conn.closing.is_none()
-                        {
-                            let f = if s.sse { &sse_frame } else { &frame };
-                            conn.outbox.push_control(f.clone());
-                            if !conn.dirty {
-                                conn.dirty = true;
-                                ctx.dirty.push(key);
-                            }
+                        if !matches!(conn.phase, Phase::Open(_)) || !conn.is_open() {
+                            continue;
                         }
+                        let f = match conn.transport() {
+                            Transport::Echo => continue,
+                            Transport::Sse => &sse_frame,
+                            Transport::WebSocket => &frame,
+                        };
+                        conn.outbox.push_control(f.clone());
+                        mark_dirty(&mut ctx.dirty, key, conn);
                     }
+                }
+            }
+        }
+    }
+
+    /// Answers this shard's admin queries (after `drain_ring`'s `begin_drain`, so a query
+    /// queued after the last pop wakes the shard again).
+    pub(super) fn drain_control(&mut self) {
+        let state = self.ctx.shared.clone();
+        let control = &state.control[self.ctx.id];
+        for _ in 0..ControlQueue::CAPACITY {
+            let Some(q) = control.pop() else { break };
+            match q {
+                AdminQuery::Connections { identity, reply } => {
+                    let list = self
+                        .conns
+                        .iter()
+                        .filter(|(_, c)| match (&identity, &c.phase) {
+                            (None, _) => true,
+                            (Some(id), Phase::Open(s)) => *s.peer.identity.id == **id,
+                            _ => false,
+                        })
+                        .filter_map(|(_, c)| c.describe(state.started, state.started_unix_ms))
+                        .collect();
+                    let _ = reply.send(list);
+                }
+                AdminQuery::Close { id, reply } => {
+                    let key = self.conns.iter().find_map(|(key, c)| match &c.phase {
+                        Phase::Open(s) if *s.id == *id && c.is_open() => Some(key),
+                        _ => None,
+                    });
+                    if let Some(key) = key {
+                        if let Some(c) = self.conns.get_mut(key) {
+                            tracing::info!(connection_id = %id, "closed by admin request");
+                            c.close(1012, "service restart", self.ctx.now);
+                        }
+                        self.mark_dirty(key);
+                        self.rearm(key);
+                    }
+                    let _ = reply.send(key.is_some());
                 }
             }
         }
@@ -157,14 +177,15 @@ impl Shard {
             let Some(conn) = conns.get_mut(key) else {
                 continue;
             };
-            if conn.timer.map(|t| t.1) != Some(generation) || conn.dead {
+            if conn.timer.map(|t| t.1) != Some(generation) || conn.is_dead() {
                 continue;
             }
             conn.timer = None;
             let now = ctx.now;
             let m = &ctx.shared.metrics.shards[ctx.id];
-            if let Some(deadline) = conn.closing {
-                if now >= deadline {
+            let sse = conn.transport() == Transport::Sse;
+            if let Life::Closing { deadline, .. } = conn.life {
+                if now >= deadline && !conn.linger_on(now) {
                     kill(ctx, key, conn);
                 }
             } else {
@@ -176,12 +197,16 @@ impl Shard {
                             kill(ctx, key, conn);
                         }
                     }
-                    Phase::Ws(s) => {
-                        if !s.sse
-                            && now.saturating_duration_since(conn.last_read) >= hb.mul_f32(1.5)
-                        {
+                    Phase::Open(s) => {
+                        let unanswered = match s.ping {
+                            Ping::Out { at } => {
+                                now.saturating_duration_since(at) >= hb.mul_f32(1.5)
+                            }
+                            Ping::Idle | Ping::Queued { .. } => false,
+                        };
+                        if unanswered {
                             m.closed_heartbeat.inc();
-                            tracing::info!(connection_id = %s.id, "peer silent past 1.5x heartbeat; closing");
+                            tracing::info!(connection_id = %s.id, "ping unanswered past 1.5x heartbeat; closing");
                             conn.close(1001, "heartbeat timeout", now);
                         } else if s
                             .overflow_since
@@ -190,21 +215,32 @@ impl Shard {
                             m.closed_slow_consumer.inc();
                             tracing::info!(connection_id = %s.id, "slow consumer; closing with 4000");
                             let before = conn.outbox.bytes() as i64;
-                            conn.outbox.clear_events(|_| m.dropped_slow_consumer.inc());
+                            let failed = ctx.shared.fanout.failed.shard(ctx.id);
+                            conn.outbox.clear_events(|ev| {
+                                m.dropped_slow_consumer.inc();
+                                failed.conn(
+                                    &s.id,
+                                    &s.peer.identity.id,
+                                    ev,
+                                    Reason::SlowConsumerClose,
+                                );
+                                s.note_drop(ev, now);
+                            });
                             ctx.outbox_bytes += conn.outbox.bytes() as i64 - before;
                             conn.close(4000, "slow consumer", now);
                         } else if now >= s.next_ping {
-                            conn.outbox.push_control(if s.sse {
-                                crate::conn::sse::HEARTBEAT
-                            } else {
-                                bytes::Bytes::from_static(b"\x89\x00")
-                            });
                             s.next_ping = now + hb;
+                            if sse {
+                                conn.outbox.push_control(crate::conn::sse::HEARTBEAT);
+                            } else if s.ping == Ping::Idle {
+                                let mark = conn.outbox.push_control(crate::ws::ping_frame(&[]));
+                                s.ping = Ping::Queued { mark };
+                            }
                         }
                     }
                 }
             }
-            if !conn.dead && (!conn.outbox.is_empty() || conn.shut_after_flush) {
+            if !conn.outbox.is_empty() || conn.shut_pending() {
                 self.mark_dirty(key);
             }
             self.rearm(key);
@@ -220,21 +256,30 @@ impl Shard {
             let Some(conn) = conns.get_mut(key) else {
                 continue;
             };
-            conn.dirty = false;
-            if conn.dead {
+            conn.queued = false;
+            if conn.is_dead() {
                 continue;
             }
             let mut overflowing = false;
-            if let Phase::Ws(s) = &mut conn.phase {
-                for f in session::gap_frames(&mut s.pending_gaps, s.sse) {
-                    m.gaps_sent.inc();
-                    ctx.outbox_bytes += f.len() as i64;
-                    conn.outbox.push_control_front(f);
+            let transport = conn.transport();
+            let open = conn.is_open();
+            if let Phase::Open(s) = &mut conn.phase {
+                let before = conn.outbox.bytes() as i64;
+                conn.outbox.settle();
+                queue_ring_gaps(s, &mut conn.outbox, open, m);
+                for (channel, n) in s.pending_gaps.drain(..) {
+                    if conn
+                        .outbox
+                        .push_gap(channel, n, session::gap_encoder(transport))
+                    {
+                        m.gaps_sent.inc();
+                    }
                 }
+                ctx.outbox_bytes += conn.outbox.bytes() as i64 - before;
                 overflowing = s.overflow_since.is_some();
             }
+            let shut = conn.shut_pending();
             let all_written = if let Some(tls) = &mut conn.tls {
-                let shut = conn.shut_after_flush;
                 match tls.flush(&mut conn.outbox, &conn.stream, shut) {
                     Ok((plain, wire, calls)) => {
                         m.writev_calls.add(calls);
@@ -264,16 +309,22 @@ impl Shard {
                     }
                 }
             };
-            if all_written {
-                if let Phase::Ws(s) = &mut conn.phase {
-                    s.overflow_since = None;
-                }
-                if conn.shut_after_flush {
-                    conn.shut_after_flush = false;
-                    let _ = conn.stream.shutdown(std::net::Shutdown::Write);
-                }
+            let (frames, bytes) = (
+                ctx.shared.cfg.limits.outbox_frames,
+                ctx.shared.cfg.limits.outbox_bytes,
+            );
+            if overflowing
+                && conn.outbox.below_low_watermark(frames, bytes)
+                && let Phase::Open(s) = &mut conn.phase
+            {
+                s.overflow_since = None; // keeping up again: the 4000 clock stops
             }
-            if overflowing {
+            let ping_out = conn.note_written(ctx.now);
+            if all_written && conn.shut_pending() {
+                conn.mark_write_shut();
+                let _ = conn.stream.shutdown(std::net::Shutdown::Write);
+            }
+            if overflowing || ping_out {
                 self.rearm(key);
             }
         }
@@ -291,11 +342,18 @@ impl Shard {
                 continue;
             };
             let ctx = &mut self.ctx;
-            session::drop_subscriptions(ctx, key, &mut conn);
+            session::drop_subscriptions(&mut ctx.env(), key, &mut conn);
             ctx.outbox_bytes -= conn.outbox.bytes() as i64;
-            if let Phase::Ws(s) = &conn.phase {
+            if let Phase::Open(s) = &conn.phase {
+                let failed = ctx.shared.fanout.failed.shard(ctx.id);
+                for f in conn.outbox.iter() {
+                    if let Frame::Event(ev) = f {
+                        failed.conn(&s.id, &s.peer.identity.id, &ev, Reason::Closed);
+                    }
+                }
                 ctx.metrics().connections.add(-1);
-                tracing::info!(connection_id = %s.id, remote = %conn.remote, sent = s.sent, dropped = s.dropped, "disconnected");
+                let sent = conn.outbox.events_written();
+                tracing::info!(connection_id = %s.id, remote = %conn.remote, sent, dropped = s.dropped, "disconnected");
             }
             let _ = self.poll.registry().deregister(&mut conn.stream);
         }
@@ -310,239 +368,32 @@ impl Shard {
                 .as_millis() as i64,
         );
         m.deliveries.add(std::mem::take(&mut self.ctx.deliveries));
+        self.ctx
+            .shared
+            .fanout
+            .failed
+            .tick(self.ctx.id, self.ctx.now);
         m.outbox_bytes
             .add(std::mem::take(&mut self.ctx.outbox_bytes));
     }
 }
 
-/// Plain TCP: read until the socket would block, handing each chunk to `on_bytes`.
-fn plain_readable(ctx: &mut Ctx, key: usize, conn: &mut Conn, scratch: &mut [u8]) {
-    loop {
-        if conn.dead {
-            break;
-        }
-        match (&conn.stream).read(scratch) {
-            Ok(0) => {
-                kill(ctx, key, conn);
-                break;
-            }
-            Ok(n) => {
-                conn.last_read = ctx.now;
-                if conn.closing.is_none() {
-                    on_bytes(ctx, key, conn, &scratch[..n]);
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(_) => {
-                kill(ctx, key, conn);
-                break;
-            }
-        }
-    }
-}
-
-/// TLS: read and decrypt until the socket would block; plaintext goes to `on_bytes` exactly
-/// as on plain TCP. A handshake error or bad record counts `tls` and closes the socket.
-fn tls_readable(ctx: &mut Ctx, key: usize, conn: &mut Conn, scratch: &mut [u8]) {
-    let Some(mut tls) = conn.tls.take() else {
-        return;
-    };
-    loop {
-        if conn.dead {
-            break;
-        }
-        let pull = tls.pull(&conn.stream);
-        match pull {
-            Pull::Data | Pull::DataThenClosed => {
-                conn.last_read = ctx.now;
-                while let Some(n) = tls.read_plain(scratch) {
-                    if conn.closing.is_none() && !conn.dead {
-                        on_bytes(ctx, key, conn, &scratch[..n]);
-                    }
-                }
-                if pull == Pull::DataThenClosed {
-                    kill(ctx, key, conn);
-                }
-            }
-            Pull::WouldBlock => break,
-            Pull::Closed => kill(ctx, key, conn),
-            Pull::Rejected => {
-                ctx.metrics().reject("tls");
-                tracing::info!(remote = %conn.remote, "tls handshake or record error; closing");
-                kill(ctx, key, conn);
-            }
-        }
-    }
-    conn.tls = Some(tls);
-}
-
-/// Bytes read from a connection that is not closing.
-fn on_bytes(ctx: &mut Ctx, key: usize, conn: &mut Conn, chunk: &[u8]) {
-    if let Phase::Http { head, client, .. } = &mut conn.phase {
-        head.extend_from_slice(chunk);
-        if client.is_none() {
-            match proxy_header(ctx, conn.remote, head) {
-                Ok(None) => return,
-                Ok(Some(addr)) => *client = Some(addr),
-                Err(()) => {
-                    ctx.metrics().reject("bad_request");
-                    let r = crate::http::error_response(
-                        400,
-                        "bad_request",
-                        "malformed PROXY header",
-                        &[],
-                    );
-                    conn.outbox.push_control(r.into());
-                    conn.close(0, "", ctx.now);
-                    return;
-                }
-            }
-        }
-        let remote = client.unwrap_or(conn.remote);
-        let outcome = handshake::on_head(&ctx.shared, ctx.metrics(), head, remote);
-        match outcome {
-            Outcome::NeedMore => return,
-            Outcome::Respond(r) => {
-                ctx.metrics().connections_total_http.inc();
-                conn.outbox.push_control(r.into());
-                conn.close(0, "", ctx.now);
-                return;
-            }
-            Outcome::Upgrade {
-                response,
-                echo,
-                leftover,
-                admitted,
-            } => {
-                conn.outbox.push_control(response.into());
-                let mut admitted = *admitted;
-                let sse = admitted.sse.take();
-                let s = new_session(ctx, echo, admitted);
-                if !echo && sse.is_none() {
-                    let l = &ctx.shared.cfg.limits;
-                    let limits = serde_json::json!({
-                        "max_subscriptions": l.max_subscriptions, "max_inbound_bytes": l.max_inbound_bytes,
-                        "inbound_msgs_per_s": l.inbound_msgs_per_s, "inbound_burst": l.inbound_burst,
-                        "outbox_frames": l.outbox_frames, "outbox_bytes": l.outbox_bytes,
-                    });
-                    conn.outbox.push_control(server::welcome(
-                        &s.id,
-                        ctx.shared.cfg.server.heartbeat_ms,
-                        limits,
-                    ));
-                }
-                tracing::info!(connection_id = %s.id, remote = %s.peer.client_ip, identity = %s.peer.identity.id, "connected");
-                conn.phase = Phase::Ws(Box::new(s));
-                ctx.metrics().connections.add(1);
-                match sse {
-                    Some(_) => ctx.metrics().connections_total_sse.inc(),
-                    None => ctx.metrics().connections_total_ws.inc(),
-                }
-                if let Some(req) = sse {
-                    return session::open_sse(ctx, key, conn, req);
-                }
-                if leftover.is_empty() {
-                    return;
-                }
-                return ws_bytes(ctx, key, conn, &leftover);
-            }
-        }
-    }
-    ws_bytes(ctx, key, conn, chunk)
-}
-
-/// PROXY protocol v2, accepted only from `auth.trusted_proxies`: strips the header from `head`
-/// and returns the client address it carries (the socket peer for LOCAL). `Ok(None)`: need
-/// more bytes. Connections from anyone else are returned as they are.
-fn proxy_header(
-    ctx: &Ctx,
-    peer: std::net::SocketAddr,
-    head: &mut Vec<u8>,
-) -> Result<Option<std::net::SocketAddr>, ()> {
-    let auth = ctx.shared.auth.load();
-    let sig = head.len().min(crate::auth::PROXY_V2_SIGNATURE.len());
-    let looks_proxied = head[..sig] == crate::auth::PROXY_V2_SIGNATURE[..sig];
-    if !looks_proxied || !crate::auth::in_cidrs(auth.trusted_proxies(), peer.ip()) {
-        return Ok(Some(peer));
-    }
-    match crate::auth::parse_proxy_v2(head) {
-        Ok(None) => Ok(None),
-        Ok(Some(h)) => {
-            head.drain(..h.len.min(head.len()));
-            Ok(Some(h.source.unwrap_or(peer)))
-        }
-        Err(_) => Err(()),
-    }
-}
-
-fn new_session(ctx: &mut Ctx, echo: bool, a: handshake::Admitted) -> Session {
-    ctx.conn_seq += 1;
-    let started = ctx.shared.started.elapsed().as_nanos() as u64 ^ 0x5bd1_e995;
-    Session {
-        id: format!("{:x}-{}-{}", started & 0xffff_ffff, ctx.id, ctx.conn_seq).into(),
-        echo,
-        sse: false,
-        decoder: Decoder::new(ctx.shared.cfg.limits.max_inbound_bytes),
-        rbuf: BytesMut::new(),
-        subs: Vec::new(),
-        has_watermarks: false,
-        close_sent: false,
-        next_ping: ctx.now + Duration::from_millis(ctx.shared.cfg.server.heartbeat_ms),
-        overflow_since: None,
-        pending_gaps: Vec::new(),
-        forced_filter: a.forced_filter,
-        peer: crate::conn::Peer {
-            identity: a.identity,
-            permit: a.permit,
-            client_ip: a.client_ip,
-            bucket: crate::auth::TokenBucket::from_limits(&ctx.shared.cfg.limits),
-        },
-        sent: 0,
-        dropped: 0,
-        failed: 0,
-        last_failure: None,
-        connected_at: ctx.now,
-    }
-}
-
-/// WebSocket bytes: decode every complete message and act on it.
-fn ws_bytes(ctx: &mut Ctx, key: usize, conn: &mut Conn, chunk: &[u8]) {
-    let Phase::Ws(s) = &mut conn.phase else {
-        return;
-    };
-    if s.sse {
-        return; // an SSE client has nothing to say: discard
-    }
-    s.rbuf.extend_from_slice(chunk);
-    loop {
-        let Phase::Ws(s) = &mut conn.phase else {
-            return;
+/// Queues a session's ring-full drops behind everything queued so far (exact: they came after
+/// it); on a closing connection in the control lane, ahead of the close.
+fn queue_ring_gaps(
+    s: &mut crate::conn::Session,
+    outbox: &mut crate::conn::outbox::Outbox,
+    open: bool,
+    m: &crate::metrics::ShardMetrics,
+) {
+    let encode = session::gap_encoder(outbox.transport());
+    for (channel, n) in s.ring_gaps.drain(..) {
+        let new = match open {
+            true => outbox.push_gap_behind(channel, n, encode),
+            false => outbox.push_gap(channel, n, encode),
         };
-        let msg = match s.decoder.decode(&mut s.rbuf) {
-            Ok(Some(m)) => m,
-            Ok(None) => break,
-            Err(e) => {
-                let code = e.close_code();
-                let m = ctx.metrics();
-                if code == 1009 {
-                    m.closed_too_big.inc()
-                } else {
-                    m.closed_protocol.inc()
-                }
-                tracing::info!(connection_id = %s.id, "closing on protocol error {e:?} ({code})");
-                conn.close(code, "", ctx.now);
-                return;
-            }
-        };
-        if !session::on_message(ctx, key, conn, msg) {
-            return;
+        if new {
+            m.gaps_sent.inc();
         }
-    }
-    if let Phase::Ws(s) = &mut conn.phase
-        && s.rbuf.is_empty()
-        && s.rbuf.capacity() > 0
-    {
-        s.rbuf = BytesMut::new(); // idle connections hold no read buffer
     }
 }

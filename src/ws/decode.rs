@@ -17,10 +17,17 @@
 //! - A complete single-frame message is handed out zero-copy (`split_to` + `freeze`); only
 //!   fragmented messages are copied into the decoder's own buffer.
 //! - After an error the decoder is poisoned: every later call returns the same error.
+//! - With `permessage-deflate` negotiated ([`Decoder::with_deflate`]), RSV1 on the first frame
+//!   of a text/binary message marks it compressed: its frames are inflated as they complete
+//!   (UTF-8 is validated on the inflated bytes), and the message limit applies AFTER inflation
+//!   (see [`super::deflate::Inflater`]: a bomb is rejected before its size is allocated). The
+//!   compressed wire bytes of a frame are bounded by the limit plus 1/16 (stored blocks).
 
 use bytes::{Buf, Bytes, BytesMut};
 
+use super::deflate::{InflateError, Inflater};
 use super::encode::OpCode;
+use super::extensions::ContextTakeover;
 use super::mask::apply_mask;
 use super::utf8::Utf8Validator;
 
@@ -57,7 +64,8 @@ pub enum DecodeError {
     /// A client frame without the mask bit (§5.1). Close 1002.
     #[error("client frame is not masked")]
     UnmaskedFrame,
-    /// RSV1-3 set while no extension was negotiated (§5.2). Close 1002.
+    /// RSV1-3 set while no extension was negotiated (§5.2), RSV2/RSV3 ever, or RSV1 on a
+    /// control or continuation frame (RFC 7692 §6.1). Close 1002.
     #[error("reserved bits set without an extension")]
     ReservedBits,
     /// Opcode 0x3-0x7 or 0xB-0xF (§5.2). Close 1002.
@@ -88,13 +96,25 @@ pub enum DecodeError {
     /// Message (declared frame length, or fragments summed) over `max_message_bytes`. Close 1009.
     #[error("message too big")]
     TooBig,
+    /// A compressed message that is not a valid DEFLATE stream (RFC 7692 §7.2.2). Close 1007.
+    #[error("invalid compressed data")]
+    BadDeflate,
+}
+
+impl From<InflateError> for DecodeError {
+    fn from(e: InflateError) -> DecodeError {
+        match e {
+            InflateError::TooBig => DecodeError::TooBig,
+            InflateError::Corrupt => DecodeError::BadDeflate,
+        }
+    }
 }
 
 impl DecodeError {
     /// The close code to send the client: 1002 protocol error, 1007 invalid data, 1009 too big.
     pub fn close_code(self) -> u16 {
         match self {
-            DecodeError::InvalidUtf8 => 1007,
+            DecodeError::InvalidUtf8 | DecodeError::BadDeflate => 1007,
             DecodeError::TooBig => 1009,
             _ => 1002,
         }
@@ -107,17 +127,35 @@ struct Head {
     fin: bool,
     op: OpCode,
     key: [u8; 4],
+    /// How the message this frame belongs to is coded (continuations inherit it).
+    coding: Coding,
     /// Payload length (≤ `max_message_bytes`, or ≤ 125 for control frames).
     len: usize,
     /// Payload bytes at the front of `buf` already unmasked (and validated if text).
     done: usize,
 }
 
+/// Whether a message is sent as is or compressed (`permessage-deflate`, RSV1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Coding {
+    Plain,
+    Deflated,
+}
+
 /// A fragmented message being reassembled.
 #[derive(Debug)]
 struct Partial {
     text: bool,
-    data: BytesMut,
+    data: Body,
+}
+
+/// The payload of a fragmented message so far.
+#[derive(Debug)]
+enum Body {
+    /// Unmasked wire bytes.
+    Plain(BytesMut),
+    /// Inflated bytes of a compressed message.
+    Inflated(Vec<u8>),
 }
 
 /// Per-connection decoder. Allocates nothing until a fragmented message arrives.
@@ -129,6 +167,8 @@ pub struct Decoder {
     partial: Option<Partial>,
     /// Validates the text message in progress (single frame or fragments).
     utf8: Utf8Validator,
+    /// `Some` when `permessage-deflate` was negotiated.
+    inflater: Option<Inflater>,
     failed: Option<DecodeError>,
 }
 
@@ -140,7 +180,17 @@ impl Decoder {
             head: None,
             partial: None,
             utf8: Utf8Validator::new(),
+            inflater: None,
             failed: None,
+        }
+    }
+
+    /// A decoder for a connection that negotiated `permessage-deflate`: `max_message_bytes`
+    /// bounds messages after inflation; `client` is the client's context takeover.
+    pub fn with_deflate(max_message_bytes: usize, client: ContextTakeover) -> Decoder {
+        Decoder {
+            inflater: Some(Inflater::new(client)),
+            ..Decoder::new(max_message_bytes)
         }
     }
 
@@ -165,7 +215,10 @@ impl Decoder {
 
     /// Bytes held by the decoder itself (fragments of the message in progress).
     pub fn buffered(&self) -> usize {
-        self.partial.as_ref().map_or(0, |p| p.data.len())
+        self.partial.as_ref().map_or(0, |p| match &p.data {
+            Body::Plain(b) => b.len(),
+            Body::Inflated(v) => v.len(),
+        })
     }
 
     fn decode_inner(&mut self, buf: &mut BytesMut) -> Result<Option<Message>, DecodeError> {
@@ -200,10 +253,19 @@ impl Decoder {
         }
         let (b0, b1) = (buf[0], buf[1]);
         let fin = b0 & 0x80 != 0;
-        if b0 & 0x70 != 0 {
+        if b0 & 0x30 != 0 || (b0 & 0x40 != 0 && self.inflater.is_none()) {
             return Err(DecodeError::ReservedBits);
         }
         let op = OpCode::from_u8(b0 & 0x0F).ok_or(DecodeError::ReservedOpcode)?;
+        let coding = match (b0 & 0x40 != 0, op) {
+            (true, OpCode::Text | OpCode::Binary) => Coding::Deflated,
+            (true, _) => return Err(DecodeError::ReservedBits),
+            (false, OpCode::Continuation) => match self.partial.as_ref().map(|p| &p.data) {
+                Some(Body::Inflated(_)) => Coding::Deflated,
+                _ => Coding::Plain,
+            },
+            (false, _) => Coding::Plain,
+        };
         if b1 & 0x80 == 0 {
             return Err(DecodeError::UnmaskedFrame);
         }
@@ -230,7 +292,7 @@ impl Decoder {
         if buf.len() < 2 + ext + 4 {
             // Fail fast on a too-big data frame even before the mask key arrives.
             if !op.is_control() && buf.len() >= 2 + ext {
-                self.check_size(read_len(len7, &buf[2..2 + ext]))?;
+                self.check_size(read_len(len7, &buf[2..2 + ext]), coding)?;
             }
             return Ok(None);
         }
@@ -238,7 +300,7 @@ impl Decoder {
         let len = if op.is_control() {
             declared as usize
         } else {
-            self.check_size(declared)?
+            self.check_size(declared, coding)?
         };
         let key = [buf[2 + ext], buf[3 + ext], buf[4 + ext], buf[5 + ext]];
         buf.advance(2 + ext + 4);
@@ -249,16 +311,23 @@ impl Decoder {
             fin,
             op,
             key,
+            coding,
             len,
             done: 0,
         }))
     }
 
     /// Checks a data frame's declared length against the limit, counting held fragments.
-    fn check_size(&self, declared: u64) -> Result<usize, DecodeError> {
+    /// Compressed frames get 1/16 more (incompressible data grows slightly); their inflated
+    /// size is checked as it is produced.
+    fn check_size(&self, declared: u64, coding: Coding) -> Result<usize, DecodeError> {
         let held = self.buffered() as u64;
+        let max = match coding {
+            Coding::Plain => self.max as u64,
+            Coding::Deflated => self.max as u64 + self.max as u64 / 16 + 64,
+        };
         match declared.checked_add(held) {
-            Some(total) if total <= self.max as u64 => Ok(declared as usize),
+            Some(total) if total <= max => Ok(declared as usize),
             _ => Err(DecodeError::TooBig),
         }
     }
@@ -269,7 +338,7 @@ impl Decoder {
         if avail > head.done {
             let fresh = &mut buf[head.done..avail];
             apply_mask(fresh, head.key, head.done);
-            if self.is_text(head.op) {
+            if head.coding == Coding::Plain && self.is_text(head.op) {
                 self.utf8
                     .feed(fresh)
                     .map_err(|_| DecodeError::InvalidUtf8)?;
@@ -279,7 +348,7 @@ impl Decoder {
         Ok(head)
     }
 
-    /// Text frame, or continuation of a text message.
+    /// Text frame, or continuation of a text message (wire bytes of plain messages only).
     fn is_text(&self, op: OpCode) -> bool {
         match op {
             OpCode::Text => true,
@@ -301,6 +370,9 @@ impl Decoder {
                 Err(DecodeError::InvalidUtf8)
             }
         };
+        if head.coding == Coding::Deflated {
+            return self.finish_deflated(head, payload);
+        }
         match head.op {
             OpCode::Ping => Ok(Some(Message::Ping(payload.freeze()))),
             OpCode::Pong => Ok(Some(Message::Pong(payload.freeze()))),
@@ -316,28 +388,77 @@ impl Decoder {
             OpCode::Text | OpCode::Binary => {
                 self.partial = Some(Partial {
                     text: head.op == OpCode::Text,
-                    data: payload,
+                    data: Body::Plain(payload),
                 });
                 Ok(None)
             }
             OpCode::Continuation => {
-                let p = self
-                    .partial
-                    .as_mut()
-                    .ok_or(DecodeError::UnexpectedContinuation)?;
-                p.data.extend_from_slice(&payload);
+                let Some(Partial {
+                    text,
+                    data: Body::Plain(data),
+                }) = self.partial.as_mut()
+                else {
+                    return Err(DecodeError::UnexpectedContinuation);
+                };
+                data.extend_from_slice(&payload);
                 if !head.fin {
                     return Ok(None);
                 }
-                let p = self.partial.take().expect("checked above");
-                if p.text {
+                let text = *text;
+                let data = std::mem::take(data);
+                self.partial = None;
+                if text {
                     text_done(&self.utf8)?;
-                    Ok(Some(Message::Text(p.data.freeze())))
+                    Ok(Some(Message::Text(data.freeze())))
                 } else {
-                    Ok(Some(Message::Binary(p.data.freeze())))
+                    Ok(Some(Message::Binary(data.freeze())))
                 }
             }
         }
+    }
+
+    /// Inflates a complete frame of a compressed message; at FIN, hands out the message.
+    fn finish_deflated(
+        &mut self,
+        head: Head,
+        payload: BytesMut,
+    ) -> Result<Option<Message>, DecodeError> {
+        let (text, mut data) = match (head.op, self.partial.take()) {
+            (
+                OpCode::Continuation,
+                Some(Partial {
+                    text,
+                    data: Body::Inflated(v),
+                }),
+            ) => (text, v),
+            (OpCode::Text | OpCode::Binary, None) => (head.op == OpCode::Text, Vec::new()),
+            _ => return Err(DecodeError::UnexpectedContinuation),
+        };
+        let inflater = self.inflater.as_mut().ok_or(DecodeError::ReservedBits)?;
+        let start = data.len();
+        inflater.frame(&payload, &mut data, self.max)?;
+        if head.fin {
+            inflater.finish(&mut data, self.max)?;
+        }
+        if text {
+            self.utf8
+                .feed(&data[start..])
+                .map_err(|_| DecodeError::InvalidUtf8)?;
+        }
+        if !head.fin {
+            self.partial = Some(Partial {
+                text,
+                data: Body::Inflated(data),
+            });
+            return Ok(None);
+        }
+        if !text {
+            return Ok(Some(Message::Binary(Bytes::from(data))));
+        }
+        if !self.utf8.is_complete() {
+            return Err(DecodeError::InvalidUtf8);
+        }
+        Ok(Some(Message::Text(Bytes::from(data))))
     }
 }
 

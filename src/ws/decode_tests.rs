@@ -354,3 +354,140 @@ fn control_frames_do_not_count_against_a_small_message_limit() {
         assert_eq!((msgs.len(), err), (1, None), "chunk {chunk}");
     }
 }
+
+// ---- permessage-deflate (RSV1) ----
+
+use crate::ws::deflate::compressed_frame;
+use crate::ws::extensions::ContextTakeover;
+
+/// The raw DEFLATE body of `payload` as the server compressor makes it.
+fn deflated(payload: &[u8]) -> Vec<u8> {
+    let f = compressed_frame(OpCode::Binary, payload);
+    let skip = match f[1] & 0x7f {
+        126 => 4,
+        127 => 10,
+        _ => 2,
+    };
+    f[skip..].to_vec()
+}
+
+/// A masked client frame with RSV1 set when `rsv1`.
+fn rsv_frame(fin: bool, rsv1: bool, op: OpCode, payload: &[u8]) -> Vec<u8> {
+    let mut f = frame(fin, op, payload);
+    if rsv1 {
+        f[0] |= 0x40;
+    }
+    f
+}
+
+fn decode_deflate(bytes: &[u8], chunk: usize, max: usize) -> (Vec<Message>, Option<DecodeError>) {
+    let mut d = Decoder::with_deflate(max, ContextTakeover::Keep);
+    let mut buf = BytesMut::new();
+    let mut out = Vec::new();
+    for piece in bytes.chunks(chunk) {
+        buf.extend_from_slice(piece);
+        loop {
+            match d.decode(&mut buf) {
+                Ok(Some(m)) => out.push(m),
+                Ok(None) => break,
+                Err(e) => return (out, Some(e)),
+            }
+        }
+    }
+    (out, None)
+}
+
+#[test]
+fn compressed_text_message_is_inflated_in_every_chunking() {
+    let text = "héllo compressed world ".repeat(40);
+    let body = deflated(text.as_bytes());
+    let mut wire = rsv_frame(true, true, OpCode::Text, &body);
+    wire.extend(frame(true, OpCode::Text, b"plain too"));
+    for chunk in [1, 3, 64, wire.len()] {
+        let (msgs, err) = decode_deflate(&wire, chunk, MAX);
+        assert_eq!(err, None, "chunk {chunk}");
+        assert_eq!(
+            msgs,
+            vec![
+                Message::Text(Bytes::from(text.clone())),
+                Message::Text(Bytes::from_static(b"plain too"))
+            ]
+        );
+    }
+}
+
+#[test]
+fn compressed_message_across_continuation_frames() {
+    let data: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
+    let body = deflated(&data);
+    let (a, rest) = body.split_at(body.len() / 3);
+    let (b, c) = rest.split_at(rest.len() / 2);
+    let mut wire = rsv_frame(false, true, OpCode::Binary, a);
+    wire.extend(frame(true, OpCode::Ping, b"p"));
+    wire.extend(frame(false, OpCode::Continuation, b));
+    wire.extend(frame(true, OpCode::Continuation, c));
+    let (msgs, err) = decode_deflate(&wire, 5, MAX);
+    assert_eq!(err, None);
+    assert_eq!(
+        msgs,
+        vec![
+            Message::Ping(Bytes::from_static(b"p")),
+            Message::Binary(Bytes::from(data))
+        ]
+    );
+}
+
+#[test]
+fn rsv1_is_a_protocol_error_without_the_extension_or_off_the_first_frame() {
+    let body = deflated(b"x");
+    assert_error(
+        &rsv_frame(true, true, OpCode::Text, &body),
+        DecodeError::ReservedBits,
+    );
+    let ping = rsv_frame(true, true, OpCode::Ping, b"");
+    assert_eq!(
+        decode_deflate(&ping, 64, MAX).1,
+        Some(DecodeError::ReservedBits)
+    );
+    let mut cont = rsv_frame(false, true, OpCode::Text, &body);
+    cont.extend(rsv_frame(true, true, OpCode::Continuation, b""));
+    assert_eq!(
+        decode_deflate(&cont, 64, MAX).1,
+        Some(DecodeError::ReservedBits)
+    );
+    let mut rsv2 = frame(true, OpCode::Text, b"a");
+    rsv2[0] |= 0x20;
+    assert_eq!(
+        decode_deflate(&rsv2, 64, MAX).1,
+        Some(DecodeError::ReservedBits)
+    );
+}
+
+#[test]
+fn decompression_bomb_is_too_big_after_inflation() {
+    let body = deflated(&vec![b'a'; 4 << 20]);
+    assert!(body.len() < 8 << 10);
+    let wire = rsv_frame(true, true, OpCode::Text, &body);
+    let (msgs, err) = decode_deflate(&wire, 4096, MAX);
+    assert!(msgs.is_empty());
+    assert_eq!(err, Some(DecodeError::TooBig));
+    assert_eq!(DecodeError::TooBig.close_code(), 1009);
+    // Exactly at the limit is fine.
+    let ok = rsv_frame(true, true, OpCode::Text, &deflated(&vec![b'a'; MAX]));
+    assert_eq!(decode_deflate(&ok, 4096, MAX).0.len(), 1);
+}
+
+#[test]
+fn invalid_utf8_or_corrupt_deflate_in_a_compressed_message() {
+    let bad = rsv_frame(true, true, OpCode::Text, &deflated(&[b'a', 0xff, b'b']));
+    assert_eq!(
+        decode_deflate(&bad, 64, MAX).1,
+        Some(DecodeError::InvalidUtf8)
+    );
+    let corrupt = rsv_frame(true, true, OpCode::Binary, &[0xff; 10]);
+    assert_eq!(
+        decode_deflate(&corrupt, 64, MAX).1,
+        Some(DecodeError::BadDeflate)
+    );
+    assert_eq!(DecodeError::BadDeflate.close_code(), 1007);
+}

@@ -67,8 +67,12 @@ pub fn text_frame(payload: &str) -> Bytes {
     frame(OpCode::Text, payload.as_bytes())
 }
 
-/// A ping frame (payload ≤ 125 bytes; longer payloads are truncated).
+/// A ping frame (payload ≤ 125 bytes; longer payloads are truncated). The empty ping (the
+/// heartbeat) is a static frame: no allocation.
 pub fn ping_frame(payload: &[u8]) -> Bytes {
+    if payload.is_empty() {
+        return Bytes::from_static(&[0x89, 0x00]);
+    }
     frame(OpCode::Ping, &payload[..payload.len().min(125)])
 }
 

@@ -4,11 +4,15 @@
 //!   tests and load generators, masked client frames.
 //! - [`decode`]: masked client frames -> [`Message`]s; fragmentation, UTF-8, control-frame rules,
 //!   size limit; errors carry the close code to send.
+//! - [`extensions`]: `permessage-deflate` negotiation (RFC 7692 offers → response).
+//! - [`deflate`]: the once-per-event compressor and the bounded per-connection inflater.
 //! - [`mask`]: payload (un)masking, word at a time.
 //! - [`utf8`]: incremental UTF-8 validation across partial frames and fragments.
 
 pub mod decode;
+pub mod deflate;
 pub mod encode;
+pub mod extensions;
 pub mod mask;
 pub mod utf8;
 

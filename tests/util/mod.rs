@@ -25,7 +25,7 @@ pub fn start(f: impl FnOnce(&mut Config)) -> Server {
     cfg.server.admin_listen = "127.0.0.1:0".parse().unwrap();
     cfg.server.shards = 2;
     cfg.server.drain_ms = 200;
-    cfg.kafka.mode = "direct".into();
+    cfg.kafka.mode = fanline::config::KafkaMode::Direct;
     f(&mut cfg);
     cfg.validate().expect("test config is valid");
     let s = Server::start(cfg).expect("server starts");
@@ -109,7 +109,11 @@ pub fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> (
     };
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let body = body.unwrap_or("");
-    write!(s, "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
+    // A server that is shutting down may reset the connection before the request is written:
+    // that is a failed request (status 0), like a refused connect.
+    if write!(s, "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}", body.len()).is_err() {
+        return (0, String::new());
+    }
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);
     parse_response(&out)
@@ -117,7 +121,20 @@ pub fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> (
 
 /// A raw client that completes the upgrade by hand and then does whatever the test wants.
 pub fn raw_upgrade(addr: SocketAddr, path: &str) -> TcpStream {
-    let mut s = TcpStream::connect(addr).expect("connect");
+    upgrade_on(TcpStream::connect(addr).expect("connect"), path)
+}
+
+/// [`raw_upgrade`] on a socket whose receive buffer is set to `rcvbuf` bytes before connecting
+/// (a client that stops reading then stalls the server's writes quickly).
+pub fn raw_upgrade_rcvbuf(addr: SocketAddr, path: &str, rcvbuf: usize) -> TcpStream {
+    let sock =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    sock.set_recv_buffer_size(rcvbuf).expect("SO_RCVBUF");
+    sock.connect(&addr.into()).expect("connect");
+    upgrade_on(sock.into(), path)
+}
+
+fn upgrade_on(mut s: TcpStream, path: &str) -> TcpStream {
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(
         s,
@@ -207,7 +224,7 @@ pub fn publish_keyed(
 #[track_caller]
 pub fn start_kafka(f: impl FnOnce(&mut Config)) -> Server {
     start(|c| {
-        c.kafka.mode = "kafka".into();
+        c.kafka.mode = fanline::config::KafkaMode::Kafka;
         c.kafka.metadata_refresh_ms = 500;
         f(c)
     })

@@ -1,0 +1,276 @@
+//! A connection's read side: plain or TLS readable, the HTTP head (with PROXY v2 from
+//! trusted proxies), the upgrade and session start, then WebSocket bytes into the session.
+//! Moved here from the shard's turn so "a client sent bytes" starts in `conn/`.
+
+use std::io::Read;
+use std::time::Duration;
+
+use bytes::BytesMut;
+
+use super::handshake::{self, Outcome};
+use super::outbox::Deflated;
+use super::tls::Pull;
+use super::{Conn, Env, Phase, Session, Transport, session};
+use crate::protocol::server;
+use crate::ws::Decoder;
+
+/// The socket is readable: read (and decrypt) until it would block, handling every chunk.
+pub fn handle_readable(ctx: &mut Env<'_>, key: usize, conn: &mut Conn, scratch: &mut [u8]) {
+    if conn.tls.is_some() {
+        tls_readable(ctx, key, conn, scratch);
+    } else {
+        plain_readable(ctx, key, conn, scratch);
+    }
+}
+
+/// Plain TCP: read until the socket would block, handing each chunk to `on_bytes`.
+pub(crate) fn plain_readable(ctx: &mut Env<'_>, key: usize, conn: &mut Conn, scratch: &mut [u8]) {
+    loop {
+        if conn.is_dead() {
+            break;
+        }
+        match (&conn.stream).read(scratch) {
+            Ok(0) => {
+                ctx.kill(key, conn);
+                break;
+            }
+            Ok(n) => {
+                conn.heard(ctx.now);
+                if conn.is_open() {
+                    on_bytes(ctx, key, conn, &scratch[..n]);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => {
+                ctx.kill(key, conn);
+                break;
+            }
+        }
+    }
+}
+
+/// TLS: read and decrypt until the socket would block; plaintext goes to `on_bytes` exactly
+/// as on plain TCP. A handshake error or bad record counts `tls` and closes the socket.
+pub(crate) fn tls_readable(ctx: &mut Env<'_>, key: usize, conn: &mut Conn, scratch: &mut [u8]) {
+    let Some(mut tls) = conn.tls.take() else {
+        return;
+    };
+    loop {
+        if conn.is_dead() {
+            break;
+        }
+        let pull = tls.pull(&conn.stream);
+        match pull {
+            Pull::Data | Pull::DataThenClosed => {
+                conn.heard(ctx.now);
+                while let Some(n) = tls.read_plain(scratch) {
+                    if conn.is_open() {
+                        on_bytes(ctx, key, conn, &scratch[..n]);
+                    }
+                }
+                if pull == Pull::DataThenClosed {
+                    ctx.kill(key, conn);
+                }
+            }
+            Pull::WouldBlock => break,
+            Pull::Closed => ctx.kill(key, conn),
+            Pull::Rejected => {
+                ctx.metrics().reject("tls");
+                tracing::info!(remote = %conn.remote, "tls handshake or record error; closing");
+                ctx.kill(key, conn);
+            }
+        }
+    }
+    conn.tls = Some(tls);
+}
+
+/// Bytes read from a connection that is not closing.
+fn on_bytes(ctx: &mut Env<'_>, key: usize, conn: &mut Conn, chunk: &[u8]) {
+    if let Phase::Http {
+        head, client, slot, ..
+    } = &mut conn.phase
+    {
+        head.extend_from_slice(chunk);
+        if client.is_none() {
+            match proxy_header(ctx, conn.remote, head) {
+                Ok(None) => return,
+                Ok(Some(addr)) => *client = Some(addr),
+                Err(()) => {
+                    ctx.metrics().reject("bad_request");
+                    let r = crate::http::error_response(
+                        400,
+                        "bad_request",
+                        "malformed PROXY header",
+                        &[],
+                    );
+                    conn.outbox.push_control(r.into());
+                    conn.close(0, "", ctx.now);
+                    return;
+                }
+            }
+        }
+        let remote = client.unwrap_or(conn.remote);
+        let outcome = handshake::on_head(ctx.state, ctx.metrics(), head, remote, slot);
+        match outcome {
+            Outcome::NeedMore => return,
+            Outcome::Respond(r) => {
+                ctx.metrics().connections_total_http.inc();
+                conn.outbox.push_control(r.into());
+                conn.close(0, "", ctx.now);
+                return;
+            }
+            Outcome::Upgrade {
+                response,
+                echo,
+                leftover,
+                admitted,
+            } => {
+                conn.outbox.push_control(response.into());
+                let mut admitted = *admitted;
+                let sse = admitted.sse.take();
+                let s = new_session(ctx, admitted);
+                let transport = match (&sse, echo) {
+                    (Some(_), _) => Transport::Sse,
+                    (None, true) => Transport::Echo,
+                    (None, false) => Transport::WebSocket,
+                };
+                if transport == Transport::WebSocket {
+                    let l = ctx.state.limits.load();
+                    let limits = serde_json::json!({
+                        "max_subscriptions": l.max_subscriptions, "max_inbound_bytes": l.max_inbound_bytes,
+                        "inbound_msgs_per_s": l.inbound_msgs_per_s, "inbound_burst": l.inbound_burst,
+                        "outbox_frames": l.outbox_frames, "outbox_bytes": l.outbox_bytes,
+                    });
+                    conn.outbox.push_control(server::welcome(
+                        &s.id,
+                        ctx.state.replay.epoch(),
+                        ctx.state.cfg.server.heartbeat_ms,
+                        limits,
+                    ));
+                }
+                tracing::info!(connection_id = %s.id, remote = %s.peer.client_ip, identity = %s.peer.identity.id, "connected");
+                let deflate = s.deflate;
+                conn.open(s, transport);
+                if let (Some(d), Transport::WebSocket) = (deflate, transport) {
+                    conn.outbox.set_deflate(Deflated {
+                        min_bytes: ctx.state.cfg.compression.min_bytes,
+                        max_payload: d.max_compressed_payload(),
+                    });
+                }
+                ctx.metrics().connections.add(1);
+                match sse {
+                    Some(_) => ctx.metrics().connections_total_sse.inc(),
+                    None => ctx.metrics().connections_total_ws.inc(),
+                }
+                if let Some(req) = sse {
+                    return session::open_sse(ctx, key, conn, req);
+                }
+                if leftover.is_empty() {
+                    return;
+                }
+                return ws_bytes(ctx, key, conn, &leftover);
+            }
+        }
+    }
+    ws_bytes(ctx, key, conn, chunk)
+}
+
+/// PROXY protocol v2, accepted only from `auth.trusted_proxies`: strips the header from `head`
+/// and returns the client address it carries (the socket peer for LOCAL). `Ok(None)`: need
+/// more bytes. Connections from anyone else are returned as they are.
+fn proxy_header(
+    ctx: &Env<'_>,
+    peer: std::net::SocketAddr,
+    head: &mut Vec<u8>,
+) -> Result<Option<std::net::SocketAddr>, ()> {
+    let auth = ctx.state.auth.load();
+    let sig = head.len().min(crate::auth::PROXY_V2_SIGNATURE.len());
+    let looks_proxied = head[..sig] == crate::auth::PROXY_V2_SIGNATURE[..sig];
+    if !looks_proxied || !crate::auth::in_cidrs(auth.trusted_proxies(), peer.ip()) {
+        return Ok(Some(peer));
+    }
+    match crate::auth::parse_proxy_v2(head) {
+        Ok(None) => Ok(None),
+        Ok(Some(h)) => {
+            head.drain(..h.len.min(head.len()));
+            Ok(Some(h.source.unwrap_or(peer)))
+        }
+        Err(_) => Err(()),
+    }
+}
+
+fn new_session(ctx: &mut Env<'_>, a: handshake::Admitted) -> Session {
+    *ctx.conn_seq += 1;
+    let started = ctx.state.started.elapsed().as_nanos() as u64 ^ 0x5bd1_e995;
+    let max_inbound = ctx.state.limits.load().max_inbound_bytes;
+    Session {
+        id: format!("{:x}-{}-{}", started & 0xffff_ffff, ctx.shard, ctx.conn_seq).into(),
+        position: None,
+        deflate: a.deflate,
+        decoder: match a.deflate {
+            Some(d) => Decoder::with_deflate(max_inbound, d.client_context),
+            None => Decoder::new(max_inbound),
+        },
+        rbuf: BytesMut::new(),
+        subs: Vec::new(),
+        has_watermarks: false,
+        next_ping: ctx.now + Duration::from_millis(ctx.state.cfg.server.heartbeat_ms),
+        ping: crate::conn::Ping::Idle,
+        overflow_since: None,
+        pending_gaps: Vec::new(),
+        ring_gaps: Vec::new(),
+        forced_filter: a.forced_filter,
+        peer: crate::conn::Peer {
+            identity: a.identity,
+            permit: a.permit,
+            client_ip: a.client_ip,
+            bucket: crate::auth::TokenBucket::from_limits(&ctx.state.limits.load()),
+        },
+        dropped: 0,
+        failed: 0,
+        last_failure: None,
+        connected_at: ctx.now,
+    }
+}
+
+/// WebSocket bytes: decode every complete message and act on it.
+fn ws_bytes(ctx: &mut Env<'_>, key: usize, conn: &mut Conn, chunk: &[u8]) {
+    if conn.transport() == Transport::Sse {
+        return; // an SSE client has nothing to say: discard
+    }
+    let Phase::Open(s) = &mut conn.phase else {
+        return;
+    };
+    s.rbuf.extend_from_slice(chunk);
+    loop {
+        let Phase::Open(s) = &mut conn.phase else {
+            return;
+        };
+        let msg = match s.decoder.decode(&mut s.rbuf) {
+            Ok(Some(m)) => m,
+            Ok(None) => break,
+            Err(e) => {
+                let code = e.close_code();
+                let m = ctx.metrics();
+                if code == 1009 {
+                    m.closed_too_big.inc()
+                } else {
+                    m.closed_protocol.inc()
+                }
+                tracing::info!(connection_id = %s.id, "closing on protocol error {e:?} ({code})");
+                conn.close(code, "", ctx.now);
+                return;
+            }
+        };
+        if !session::on_message(ctx, key, conn, msg) {
+            return;
+        }
+    }
+    if let Phase::Open(s) = &mut conn.phase
+        && s.rbuf.is_empty()
+        && s.rbuf.capacity() > 0
+    {
+        s.rbuf = BytesMut::new(); // idle connections hold no read buffer
+    }
+}

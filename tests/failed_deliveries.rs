@@ -1,0 +1,299 @@
+//! `GET /v1/deliveries/failed` against the real binary: a real client that subscribes and then
+//! never reads (tiny outbox caps, small receive buffer) while events with correlation ids flow.
+//! Every event dropped for it is in the log once, with its channel, event id and correlation
+//! id; paging with `next` returns each entry once; the log stays at its cap; the ERROR lines
+//! are rate-limited and what is not logged is counted; bad `since`/`limit` are 400s naming
+//! the parameter; closing the stalled client records what was still queued (`closed`).
+
+mod util;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+/// The log's per-shard cap (`fanout::failed::PER_SHARD`); the binary runs one shard.
+const CAP: u64 = 512;
+
+struct Gateway {
+    child: Child,
+    public: SocketAddr,
+    admin: SocketAddr,
+    log: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start() -> Gateway {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fanline"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--shards",
+            "1",
+            "--log-format",
+            "json",
+        ])
+        .env("FANLINE_KAFKA_MODE", "direct")
+        .env("FANLINE_LIMITS_OUTBOX_FRAMES", "4")
+        .env("FANLINE_LIMITS_OUTBOX_BYTES", "1000000")
+        .env("FANLINE_LIMITS_SLOW_CONSUMER_CLOSE_S", "600")
+        .env("FANLINE_SERVER_HEARTBEAT_MS", "600000")
+        .env("FANLINE_SERVER_DRAIN_MS", "200")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start fanline");
+    let stderr = child.stderr.take().expect("stderr");
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            let Ok(v) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            if v["fields"]["message"] == "fanline started" {
+                let _ = tx.send(v.clone());
+            }
+            sink.lock().unwrap().push(v);
+        }
+    });
+    let mut gw = Gateway {
+        child,
+        public: "127.0.0.1:1".parse().unwrap(),
+        admin: "127.0.0.1:1".parse().unwrap(),
+        log,
+    };
+    let started = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("a `fanline started` line within 30 s");
+    let addr = |k: &str| -> SocketAddr {
+        started["fields"][k]
+            .as_str()
+            .and_then(|a| a.parse().ok())
+            .expect("address in the started line")
+    };
+    gw.public = addr("listen");
+    gw.admin = addr("admin");
+    let end = Instant::now() + Duration::from_secs(20);
+    while util::http(gw.admin, "GET", "/health/ready", None).0 != 200 {
+        assert!(Instant::now() < end, "ready within 20 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    gw
+}
+
+/// A WebSocket client with a 4 KiB receive buffer that subscribes to `channel`, reads the
+/// ack, and from then on never reads.
+fn stalled_client(addr: SocketAddr, channel: &str) -> TcpStream {
+    let mut s = util::raw_upgrade_rcvbuf(addr, "/v1/ws", 4096);
+    let sub = json!({"type":"subscribe","id":"s","channels":[channel]}).to_string();
+    s.write_all(&util::client_frame(0x1, sub.as_bytes()))
+        .unwrap();
+    for _ in 0..5 {
+        let (op, p) = util::read_frame(&mut s).expect("a frame");
+        if op == 0x1 && serde_json::from_slice::<Value>(&p).unwrap()["type"] == "subscribed" {
+            return s;
+        }
+    }
+    panic!("no subscribed ack");
+}
+
+fn get(gw: &Gateway, path: &str) -> (u16, Value) {
+    let (status, body) = util::http(gw.admin, "GET", path, None);
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+}
+
+fn metric(gw: &Gateway, name: &str) -> u64 {
+    let (_, body) = util::http(gw.admin, "GET", "/metrics", None);
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{name} on /metrics"))
+}
+
+fn the_connection(gw: &Gateway) -> Value {
+    let (status, v) = get(gw, "/v1/connections");
+    assert_eq!(status, 200);
+    let list = v["connections"].as_array().expect("connections");
+    assert_eq!(list.len(), 1, "{v}");
+    list[0].clone()
+}
+
+#[test]
+fn a_stalled_client_fills_the_failed_deliveries_log() {
+    let gw = start();
+    let client = stalled_client(gw.public, "orders");
+    let conn = the_connection(&gw);
+    let conn_id = conn["id"].as_str().expect("id").to_string();
+
+    // Publish 16 KiB events with correlation ids until well past the log's cap of drops.
+    let pad = "x".repeat(16 * 1024);
+    let mut corr_of: BTreeMap<String, String> = BTreeMap::new();
+    let end = Instant::now() + Duration::from_secs(60);
+    let mut dropped = 0;
+    for i in 0..6000 {
+        let corr = format!("corr-{i}");
+        let body = json!({"channel":"orders","correlation_id":corr,"data":{"i":i,"pad":pad}});
+        let (status, ack) = util::http(gw.admin, "POST", "/v1/publish", Some(&body.to_string()));
+        assert_eq!(status, 202, "{ack}");
+        let ack: Value = serde_json::from_str(&ack).unwrap();
+        let id = format!(
+            "{}/{}/{}",
+            ack["topic"].as_str().unwrap(),
+            ack["partition"],
+            ack["offset"]
+        );
+        corr_of.insert(id, corr);
+        if i % 50 == 49 {
+            dropped = the_connection(&gw)["dropped"].as_u64().unwrap_or(0);
+            if dropped >= CAP + 200 || Instant::now() > end {
+                break;
+            }
+        }
+    }
+    // Let the shard take every published event.
+    std::thread::sleep(Duration::from_millis(300));
+    let conn = the_connection(&gw);
+    let dropped_now = conn["dropped"].as_u64().unwrap();
+    assert!(
+        dropped_now >= dropped && dropped_now > CAP,
+        "dropped {dropped_now}"
+    );
+    let dropped = dropped_now;
+    assert!(conn["failed"].as_u64().unwrap() >= 1, "{conn}");
+    assert_eq!(conn["last_failure"]["reason"], "slow_consumer", "{conn}");
+    assert!(conn["last_failure"]["at"].as_i64().is_some(), "{conn}");
+
+    // Every drop was recorded; the log holds exactly its cap, the newest.
+    assert_eq!(
+        metric(
+            &gw,
+            "fanline_failed_deliveries_total{reason=\"slow_consumer\"}"
+        ),
+        dropped
+    );
+    assert_eq!(metric(&gw, "fanline_failed_deliveries_log_entries"), CAP);
+
+    // Page through with `next`: each entry once, in seq order, the newest CAP of them.
+    let mut since = 0;
+    let mut seqs = Vec::new();
+    let mut first_missed = None;
+    for _ in 0..100 {
+        let (status, page) = get(
+            &gw,
+            &format!("/v1/deliveries/failed?since={since}&limit=100"),
+        );
+        assert_eq!(status, 200, "{page}");
+        first_missed.get_or_insert(page["missed"].as_u64().unwrap());
+        let items = page["failed"].as_array().expect("failed").clone();
+        if items.is_empty() {
+            assert_eq!(page["next"].as_u64(), Some(since));
+            break;
+        }
+        assert!(items.len() <= 100);
+        for f in &items {
+            assert_eq!(f["reason"], "slow_consumer", "{f}");
+            assert_eq!(f["channel"], "orders", "{f}");
+            assert_eq!(f["connection_id"].as_str(), Some(conn_id.as_str()), "{f}");
+            assert_eq!(f["identity"], conn["identity"], "{f}");
+            let id = f["event_id"].as_str().expect("event_id");
+            assert_eq!(
+                f["correlation_id"].as_str(),
+                corr_of.get(id).map(String::as_str),
+                "{f}"
+            );
+            assert!(f["at"].as_i64().is_some_and(|t| t > 1_600_000_000_000));
+            seqs.push(f["seq"].as_u64().unwrap());
+        }
+        since = page["next"].as_u64().expect("next");
+        assert_eq!(since, *seqs.last().unwrap());
+    }
+    assert_eq!(seqs.len() as u64, CAP);
+    assert_eq!(seqs, ((dropped - CAP + 1)..=dropped).collect::<Vec<u64>>());
+    assert_eq!(first_missed, Some(dropped - CAP));
+    let ids: BTreeSet<_> = seqs.iter().collect();
+    assert_eq!(ids.len() as u64, CAP);
+
+    // Bad parameters name themselves.
+    for (q, name) in [
+        ("since=abc", "since"),
+        ("since=-3", "since"),
+        ("limit=0", "limit"),
+        ("limit=ten", "limit"),
+        ("since=1&limit=100000", "limit"),
+    ] {
+        let (status, body) = get(&gw, &format!("/v1/deliveries/failed?{q}"));
+        assert_eq!(status, 400, "{q}: {body}");
+        let msg = body["message"].as_str().unwrap_or("");
+        assert!(msg.starts_with(&format!("{name}:")), "{q}: {body}");
+    }
+
+    // ERROR lines: one per failure up to the budget, the rest counted, none lost.
+    let suppressed = metric(&gw, "fanline_failed_delivery_lines_suppressed_total");
+    assert!(
+        suppressed > 0,
+        "a storm of {dropped} failures is rate-limited"
+    );
+    let lines = || -> Vec<Value> {
+        gw.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|v| v["level"] == "ERROR" && v["fields"]["message"] == "delivery failed")
+            .cloned()
+            .collect()
+    };
+    let end = Instant::now() + Duration::from_secs(5);
+    while (lines().len() as u64) + suppressed < dropped && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let logged = lines();
+    assert_eq!(logged.len() as u64 + suppressed, dropped);
+    for l in &logged {
+        let id = l["fields"]["event_id"].as_str().expect("event_id");
+        assert_eq!(
+            l["fields"]["correlation_id"].as_str(),
+            corr_of.get(id).map(String::as_str),
+            "{l}"
+        );
+    }
+
+    // Closing the stalled client: what was still queued for it is recorded as `closed`.
+    socket2::SockRef::from(&client)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(client);
+    let end = Instant::now() + Duration::from_secs(10);
+    let mut closed = 0;
+    while Instant::now() < end {
+        closed = metric(&gw, "fanline_failed_deliveries_total{reason=\"closed\"}");
+        if closed > 0 && get(&gw, "/v1/connections").1["connections"] == json!([]) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!((1..=4).contains(&closed), "closed {closed}");
+    let (_, page) = get(&gw, &format!("/v1/deliveries/failed?since={since}"));
+    let items = page["failed"].as_array().unwrap();
+    assert_eq!(items.len() as u64, closed, "{page}");
+    assert!(
+        items
+            .iter()
+            .all(|f| f["reason"] == "closed" && f["connection_id"].as_str() == Some(&conn_id))
+    );
+    assert_eq!(metric(&gw, "fanline_failed_deliveries_log_entries"), CAP);
+}
