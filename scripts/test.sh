@@ -11,6 +11,10 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
+# Tests run in parallel and hold many sockets each: use the whole open-files allowance (a CI
+# runner's soft limit may be 1024 while the hard one is far higher).
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+echo "open files: soft $(ulimit -Sn), hard $(ulimit -Hn)"
 passed=0
 failed=0
 failures=()
@@ -57,6 +61,11 @@ if [ -z "${QUICK:-}" ]; then
 fi
 if [ ${#failures[@]} -gt 0 ]; then
     echo "failed gates: ${failures[*]}"
+    for t in "${failed_tests[@]}"; do # why each failed (CI shows the tail of the log)
+        echo "--- $t:"
+        awk -v t="---- $t stdout ----" '$0 == t {on = 1; n = 0; next}
+            on && /^---- / {exit} on && n++ < 25' target/cargo-test.log
+    done
     [ ${#failed_tests[@]} -gt 0 ] && echo "failed tests: ${failed_tests[*]}"
 fi
 echo "$passed passed, $failed failed"

@@ -70,7 +70,7 @@ impl Histogram {
 }
 
 /// Why a handshake was refused (label `reason`).
-pub const REJECT_REASONS: [&str; 14] = [
+pub const REJECT_REASONS: [&str; 16] = [
     "bad_request",
     "not_found",
     "head_too_large",
@@ -85,6 +85,8 @@ pub const REJECT_REASONS: [&str; 14] = [
     "tls",
     "pending_heads",
     "fd_limit",
+    "identity_limit",
+    "rest_rate_limited",
 ];
 
 /// Counters one shard writes.
@@ -111,6 +113,14 @@ pub struct ShardMetrics {
     /// Milliseconds since start at the shard's last reactor turn (watchdog liveness).
     pub last_turn_ms: Gauge,
     pub ingest_to_write: Histogram,
+    /// From the record's (Kafka) timestamp to the writev carrying it, by the wall clock.
+    pub kafka_to_write: Histogram,
+    /// Items waiting in the shard's ring at its last turn, and the ring's size.
+    pub ring_items: Gauge,
+    pub ring_capacity: Gauge,
+    /// Reactor turns, and the time each spent working (from poll's return to the end).
+    pub turns: Counter,
+    pub turn_time: Histogram,
 }
 
 impl ShardMetrics {
@@ -178,6 +188,17 @@ impl Metrics {
     /// Sum of `f` over shards.
     pub fn sum(&self, f: impl Fn(&ShardMetrics) -> u64) -> u64 {
         self.shards.iter().map(|s| f(s)).sum()
+    }
+
+    /// One sample of `f` per shard, labelled `shard="N"`.
+    pub fn each_shard(
+        &self,
+        f: impl Fn(&ShardMetrics) -> i128,
+        sample: &mut dyn FnMut(&str, i128),
+    ) {
+        for (i, s) in self.shards.iter().enumerate() {
+            sample(&format!("shard=\"{i}\""), f(s));
+        }
     }
 
     /// Sum of gauge `f` over shards.
@@ -431,6 +452,36 @@ pub const FAMILIES: &[Family] = &[
         kind: Kind::Histogram,
         read: Read::Histogram(|s| &s.ingest_to_write),
     },
+    Family {
+        name: "kafka_to_write_seconds",
+        help: "The record's Kafka timestamp to the writev carrying it (wall clock; producer clock skew included).",
+        kind: Kind::Histogram,
+        read: Read::Histogram(|s| &s.kafka_to_write),
+    },
+    Family {
+        name: "ring_items",
+        help: "Items waiting in a shard's ring when it last looked, by shard.",
+        kind: Kind::Gauge,
+        read: Read::Each(|m, sample| m.each_shard(|s| s.ring_items.get() as i128, sample)),
+    },
+    Family {
+        name: "ring_capacity",
+        help: "Size of a shard's ring (server.ring_capacity), by shard.",
+        kind: Kind::Gauge,
+        read: Read::Each(|m, sample| m.each_shard(|s| s.ring_capacity.get() as i128, sample)),
+    },
+    Family {
+        name: "shard_turns_total",
+        help: "Reactor turns, by shard (at least one a second while the shard runs).",
+        kind: Kind::Counter,
+        read: Read::Each(|m, sample| m.each_shard(|s| s.turns.get() as i128, sample)),
+    },
+    Family {
+        name: "shard_turn_seconds",
+        help: "Time a reactor turn spends working (from poll's return to its end).",
+        kind: Kind::Histogram,
+        read: Read::Histogram(|s| &s.turn_time),
+    },
 ];
 
 #[cfg(test)]
@@ -445,6 +496,7 @@ mod tests {
         m.shards[1].reject("tls");
         m.ingest.topic_counter("t1").add(5);
         m.ingest.set_lag("t1", 0, 9);
+        m.shards[0].turns.add(2);
         m.shards[0]
             .ingest_to_write
             .record(Duration::from_micros(70));
@@ -472,6 +524,9 @@ mod tests {
             "fanline_ingest_to_write_seconds_bucket{le=\"0.0001\"} 1\n",
             "fanline_ingest_to_write_seconds_bucket{le=\"+Inf\"} 1\n",
             "fanline_ingest_to_write_seconds_count 1\n",
+            "fanline_ring_capacity{shard=\"1\"} 0\n",
+            "fanline_shard_turns_total{shard=\"0\"} 2\n",
+            "fanline_kafka_to_write_seconds_count 0\n",
         ] {
             assert!(out.contains(l), "missing {l:?} in\n{out}");
         }

@@ -135,6 +135,7 @@ impl Server {
             auth: arc_swap::ArcSwap::from_pointee(auth),
             tls: tls_config.map(arc_swap::ArcSwap::new),
             limiter,
+            identities: crate::auth::IdentityLimiter::new(),
             control: (0..n).map(|_| crate::state::ControlQueue::new()).collect(),
             draining: AtomicBool::new(false),
             shards_up: AtomicUsize::new(0),

@@ -79,6 +79,8 @@ pub struct ServerState {
     pub tls: Option<arc_swap::ArcSwap<rustls::ServerConfig>>,
     /// Connection slots: global, per IP, attempts per minute per IP.
     pub limiter: crate::auth::ConnLimiter,
+    /// Per-identity counts (connections, REST requests per minute) against the tier limits.
+    pub identities: crate::auth::IdentityLimiter,
     /// Per-shard admin queues (index = shard id).
     pub control: Vec<ControlQueue>,
     pub draining: AtomicBool,

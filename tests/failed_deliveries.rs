@@ -139,6 +139,9 @@ fn a_stalled_client_fills_the_failed_deliveries_log() {
     let client = stalled_client(gw.public, "orders");
     let conn = the_connection(&gw);
     let conn_id = conn["id"].as_str().expect("id").to_string();
+    assert_eq!(conn["outbox_frames"], 0, "{conn}");
+    assert_eq!(conn["outbox_bytes"], 0, "{conn}");
+    assert_eq!(conn["outbox_oldest_ms"], Value::Null, "{conn}");
 
     // Publish 16 KiB events with correlation ids until well past the log's cap of drops.
     let pad = "x".repeat(16 * 1024);
@@ -177,6 +180,16 @@ fn a_stalled_client_fills_the_failed_deliveries_log() {
     assert!(conn["failed"].as_u64().unwrap() >= 1, "{conn}");
     assert_eq!(conn["last_failure"]["reason"], "slow_consumer", "{conn}");
     assert!(conn["last_failure"]["at"].as_i64().is_some(), "{conn}");
+    // Its outbox is full (a cap of 4 event frames of 16 KiB each, plus the `gap` behind them)
+    // and its oldest event has waited at least the 300 ms slept above.
+    let frames = conn["outbox_frames"].as_u64().expect("outbox_frames");
+    let queued = conn["outbox_bytes"].as_u64().expect("outbox_bytes");
+    assert!((4..=6).contains(&frames), "{conn}");
+    assert!((3 * 16384..=6 * 17 * 1024).contains(&queued), "{conn}");
+    assert!(
+        conn["outbox_oldest_ms"].as_u64().expect("oldest") >= 300,
+        "{conn}"
+    );
 
     // Every drop was recorded; the log holds exactly its cap, the newest.
     assert_eq!(

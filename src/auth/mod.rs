@@ -28,6 +28,7 @@ pub mod acl;
 pub mod api_keys;
 pub mod config;
 pub mod credentials;
+pub mod identity;
 pub mod jwks;
 pub mod jwt;
 pub mod limits;
@@ -37,6 +38,7 @@ pub use crate::config::auth::{ApiKeysConfig, AuthConfig, JwtKeyConfig};
 pub use acl::ChannelAcl;
 pub use api_keys::{ApiKeyGrant, ApiKeys, sha256_hex};
 pub use credentials::{Credential, CredentialSource, RequestView, extract, redact_query};
+pub use identity::{IdentityKey, IdentityLimiter, IdentityPermit, RestQuota};
 pub use jwt::{Claims, JwtVerifier};
 pub use limits::{ConnLimiter, ConnPermit, HeadSlot, LimitReject, TokenBucket};
 pub use proxy::{

@@ -106,6 +106,52 @@ pub struct LimitsConfig {
     /// Most connections whose request head is unfinished, over all addresses (0 = no cap);
     /// past it new connections are answered 503 and closed at once.
     pub max_pending_heads: usize,
+    /// Open WebSocket/SSE connections per identity (0 = no cap); past it → 429.
+    pub connections_per_identity: usize,
+    /// REST requests per identity per minute (0 = no cap); past it → 429 + `Retry-After`.
+    pub rest_requests_per_min: u32,
+    /// `[limits.tier.<name>]`: overrides selected by an API key's `tier` or a JWT `tier` claim.
+    pub tier: std::collections::BTreeMap<String, TierConfig>,
+}
+
+/// `[limits.tier.<name>]`: what a tier changes; anything unset is the `[limits]` value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TierConfig {
+    pub connections_per_identity: Option<usize>,
+    pub inbound_msgs_per_s: Option<u32>,
+    pub inbound_burst: Option<u32>,
+    pub rest_requests_per_min: Option<u32>,
+}
+
+/// The per-identity limits in force for one tier (or none): `[limits]` with the tier's
+/// overrides applied. An unknown tier name gets the `[limits]` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdentityLimits {
+    pub connections: usize,
+    pub inbound_msgs_per_s: u32,
+    pub inbound_burst: u32,
+    pub rest_requests_per_min: u32,
+}
+
+impl LimitsConfig {
+    /// The limits for an identity of `tier`.
+    pub fn for_tier(&self, tier: Option<&str>) -> IdentityLimits {
+        let t = tier
+            .and_then(|t| self.tier.get(t))
+            .copied()
+            .unwrap_or_default();
+        IdentityLimits {
+            connections: t
+                .connections_per_identity
+                .unwrap_or(self.connections_per_identity),
+            inbound_msgs_per_s: t.inbound_msgs_per_s.unwrap_or(self.inbound_msgs_per_s),
+            inbound_burst: t.inbound_burst.unwrap_or(self.inbound_burst),
+            rest_requests_per_min: t
+                .rest_requests_per_min
+                .unwrap_or(self.rest_requests_per_min),
+        }
+    }
 }
 
 impl Default for LimitsConfig {
@@ -126,6 +172,9 @@ impl Default for LimitsConfig {
             allowed_origins: Vec::new(),
             max_head_bytes: 16 * 1024,
             max_pending_heads: 4096,
+            connections_per_identity: 0,
+            rest_requests_per_min: 0,
+            tier: std::collections::BTreeMap::new(),
         }
     }
 }

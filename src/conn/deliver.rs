@@ -100,6 +100,7 @@ mod tests {
                 identity: crate::auth::Identity::anonymous(),
                 permit: limiter.try_acquire(ip).expect("permit"),
                 client_ip: ip,
+                identity_permit: None,
                 bucket: crate::auth::TokenBucket::from_limits(&limits),
             },
             dropped: 0,

@@ -18,6 +18,9 @@ use crate::state::ServerState;
 pub struct Admitted {
     pub identity: Identity,
     pub permit: ConnPermit,
+    pub identity_permit: Option<Box<crate::auth::IdentityPermit>>,
+    /// The identity's tier limits.
+    pub limits: crate::config::IdentityLimits,
     pub forced_filter: Option<Arc<Filter>>,
     pub client_ip: std::net::IpAddr,
     /// Set for a Server-Sent Events stream: what it subscribes to at open.
@@ -207,15 +210,34 @@ fn decide(
         let msg = format!("not allowed to subscribe to {ch:?}");
         return refuse(403, "forbidden_channel", &msg, &[]);
     }
+    let limits = shared.limits.load().for_tier(identity.tier.as_deref());
+    let who = crate::auth::IdentityKey::of(&identity, ip);
     if is_rest {
+        let quota = shared.identities.rest_request(
+            &who,
+            limits.rest_requests_per_min,
+            std::time::Instant::now(),
+        );
+        let headers = quota.map(|q| q.headers()).unwrap_or_default();
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(h, v)| (*h, v.as_str())).collect();
+        if quota.is_some_and(|q| !q.allowed) {
+            let msg = format!(
+                "{} REST requests per minute for this identity",
+                limits.rest_requests_per_min
+            );
+            return refuse(429, "rest_rate_limited", &msg, &headers);
+        }
         // The permit is released when this returns.
-        return Outcome::Respond(super::rest::handle(
-            shared,
-            head,
-            forced_filter.as_deref(),
-            &rest_channels,
-        ));
+        let response = super::rest::handle(shared, head, forced_filter.as_deref(), &rest_channels);
+        return Outcome::Respond(http::with_headers(response, &headers));
     }
+    let identity_permit = match shared.identities.acquire_conn(who, limits.connections) {
+        Ok(p) => p.map(Box::new),
+        Err(open) => {
+            let msg = format!("this identity already has {open} open connections");
+            return refuse(429, "identity_limit", &msg, &[("Retry-After", "5")]);
+        }
+    };
     let deflate = match &sse {
         None if shared.cfg.compression.enabled => crate::ws::extensions::negotiate(
             head.headers
@@ -240,6 +262,8 @@ fn decide(
         admitted: Box::new(Admitted {
             identity,
             permit,
+            identity_permit,
+            limits,
             forced_filter,
             client_ip: ip,
             sse,

@@ -116,9 +116,11 @@ pub struct Peer {
     pub identity: crate::auth::Identity,
     /// The connection slot (global, per IP); released when the connection is dropped.
     pub permit: crate::auth::ConnPermit,
+    /// The identity's connection count, when its tier caps it (released on drop).
+    pub identity_permit: Option<Box<crate::auth::IdentityPermit>>,
     /// Client address after trusted-proxy resolution.
     pub client_ip: std::net::IpAddr,
-    /// Inbound message rate (`inbound_msgs_per_s`, `inbound_burst`).
+    /// Inbound message rate (`inbound_msgs_per_s`, `inbound_burst` of the identity's tier).
     pub bucket: crate::auth::TokenBucket,
 }
 
@@ -476,7 +478,12 @@ impl Conn {
 
 impl Conn {
     /// Admin view of a WebSocket connection (`GET /v1/connections`); `None` for HTTP ones.
-    pub fn describe(&self, started: Instant, started_unix_ms: i64) -> Option<serde_json::Value> {
+    pub fn describe(
+        &self,
+        now: Instant,
+        started: Instant,
+        started_unix_ms: i64,
+    ) -> Option<serde_json::Value> {
         let Phase::Open(s) = &self.phase else {
             return None;
         };
@@ -492,6 +499,9 @@ impl Conn {
             "healthy": self.is_open() && s.overflow_since.is_none(),
             "subscriptions": s.subs.iter().map(|x| &*x.channel).collect::<Vec<_>>(),
             "sent": self.outbox.events_written(),
+            "outbox_frames": self.outbox.len(),
+            "outbox_bytes": self.outbox.bytes(),
+            "outbox_oldest_ms": self.outbox.oldest_ingested().map(|t| now.saturating_duration_since(t).as_millis() as u64),
             "dropped": s.dropped,
             "failed": s.failed,
             "last_failure": s.last_failure.map(|(at, reason)| serde_json::json!({"at": unix(at), "reason": reason})),

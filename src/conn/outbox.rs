@@ -29,6 +29,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 
@@ -216,6 +217,14 @@ impl Outbox {
     /// Event bytes still to write.
     pub fn event_bytes(&self) -> usize {
         self.event_bytes
+    }
+    /// When the oldest queued event was ingested: how late it would reach the client if it
+    /// were written now (`None`: no event queued).
+    pub fn oldest_ingested(&self) -> Option<Instant> {
+        self.events.iter().find_map(|q| match q {
+            Queued::Event { ev, .. } => Some(ev.ingested_at),
+            Queued::Gap { .. } => None,
+        })
     }
     /// Event frames written out in full.
     pub fn events_written(&self) -> u64 {

@@ -137,9 +137,12 @@ fn on_bytes(ctx: &mut Env<'_>, key: usize, conn: &mut Conn, chunk: &[u8]) {
                 };
                 if transport == Transport::WebSocket {
                     let l = ctx.state.limits.load();
+                    let tier = &s.peer.identity.tier;
+                    let t = l.for_tier(tier.as_deref());
                     let limits = serde_json::json!({
+                        "tier": tier, "connections_per_identity": t.connections,
                         "max_subscriptions": l.max_subscriptions, "max_inbound_bytes": l.max_inbound_bytes,
-                        "inbound_msgs_per_s": l.inbound_msgs_per_s, "inbound_burst": l.inbound_burst,
+                        "inbound_msgs_per_s": t.inbound_msgs_per_s, "inbound_burst": t.inbound_burst,
                         "outbox_frames": l.outbox_frames, "outbox_bytes": l.outbox_bytes,
                     });
                     conn.outbox.push_control(server::welcome(
@@ -224,8 +227,12 @@ fn new_session(ctx: &mut Env<'_>, a: handshake::Admitted) -> Session {
         peer: crate::conn::Peer {
             identity: a.identity,
             permit: a.permit,
+            identity_permit: a.identity_permit,
             client_ip: a.client_ip,
-            bucket: crate::auth::TokenBucket::from_limits(&ctx.state.limits.load()),
+            bucket: crate::auth::TokenBucket::new(
+                a.limits.inbound_msgs_per_s,
+                a.limits.inbound_burst,
+            ),
         },
         dropped: 0,
         failed: 0,

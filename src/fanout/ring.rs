@@ -73,6 +73,10 @@ impl ShardInbox {
         self.queue.len()
     }
 
+    pub fn capacity(&self) -> usize {
+        self.queue.capacity()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.queue.is_empty()
     }

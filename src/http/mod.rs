@@ -204,6 +204,27 @@ pub fn response(
     out
 }
 
+/// `response` (a whole response from [`response`]) with `extra` header lines added after its
+/// status line.
+pub fn with_headers(response: Vec<u8>, extra: &[(&str, &str)]) -> Vec<u8> {
+    let Some(at) = response.windows(2).position(|w| w == b"\r\n") else {
+        return response;
+    };
+    if extra.is_empty() {
+        return response;
+    }
+    let mut out = Vec::with_capacity(response.len() + 64 * extra.len());
+    out.extend_from_slice(&response[..at + 2]);
+    for (k, v) in extra {
+        out.extend_from_slice(k.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(v.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(&response[at + 2..]);
+    out
+}
+
 /// A JSON error body `{"error":code,"message":…}` response that closes the connection.
 pub fn error_response(status: u16, code: &str, message: &str, extra: &[(&str, &str)]) -> Vec<u8> {
     let body = serde_json::json!({ "error": code, "message": message }).to_string();
@@ -213,6 +234,17 @@ pub fn error_response(status: u16, code: &str, message: &str, extra: &[(&str, &s
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn headers_are_added_after_the_status_line() {
+        let r = response(200, "text/plain", &[("A", "1")], b"hi\r\n", false);
+        let r = with_headers(r, &[("X-RateLimit-Limit", "3"), ("B", "2")]);
+        let text = String::from_utf8(r).unwrap();
+        assert!(
+            text.starts_with("HTTP/1.1 200 OK\r\nX-RateLimit-Limit: 3\r\nB: 2\r\nContent-Type")
+        );
+        assert!(text.ends_with("A: 1\r\n\r\nhi\r\n"), "{text:?}");
+    }
 
     fn parse(buf: &[u8]) -> Result<Option<(String, Option<String>, usize)>, HttpError> {
         let mut h = [httparse::EMPTY_HEADER; MAX_HEADERS];

@@ -50,8 +50,8 @@ pub struct Ctx {
     pub iov: IoVecs,
     pub dirty: Vec<usize>,
     pub dead: Vec<usize>,
-    /// `ingested_at` of events delivered this turn (ingest→write histogram).
-    pub turn_events: Vec<Instant>,
+    /// Events delivered this turn: when ingest built each, and its record timestamp (ms).
+    pub turn_events: Vec<(Instant, i64)>,
     pub conn_seq: u64,
     /// Local tallies flushed to the shared counters once per turn.
     pub deliveries: u64,
@@ -133,6 +133,9 @@ impl Shard {
             None => None,
         };
         let now = Instant::now();
+        shared.metrics.shards[id]
+            .ring_capacity
+            .set(inbox.capacity() as i64);
         let index = ChannelIndex::new(id, shared.fanout.clone());
         Ok(Shard {
             poll,

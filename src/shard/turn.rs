@@ -32,6 +32,9 @@ impl Shard {
     pub(super) fn drain_ring(&mut self) {
         let Shard { conns, ctx, .. } = self;
         ctx.inbox.begin_drain();
+        ctx.shared.metrics.shards[ctx.id]
+            .ring_items
+            .set(ctx.inbox.len() as i64);
         let limits = &ctx.shared.cfg.limits;
         let caps = Caps {
             frames: limits.outbox_frames,
@@ -86,7 +89,7 @@ impl Shard {
                         mark_dirty(&mut ctx.dirty, e.conn, conn);
                     }
                     if delivered {
-                        ctx.turn_events.push(ev.ingested_at);
+                        ctx.turn_events.push((ev.ingested_at, ev.ts_ms));
                     }
                 }
                 RingItem::Gap { channel, dropped } => {
@@ -144,7 +147,9 @@ impl Shard {
                             (Some(id), Phase::Open(s)) => *s.peer.identity.id == **id,
                             _ => false,
                         })
-                        .filter_map(|(_, c)| c.describe(state.started, state.started_unix_ms))
+                        .filter_map(|(_, c)| {
+                            c.describe(self.ctx.now, state.started, state.started_unix_ms)
+                        })
                         .collect();
                     let _ = reply.send(list);
                 }
@@ -329,9 +334,19 @@ impl Shard {
             }
         }
         self.ctx.dirty = dirty;
+        if self.ctx.turn_events.is_empty() {
+            return;
+        }
         let now = std::time::Instant::now();
-        for t in self.ctx.turn_events.drain(..) {
+        let unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        for (t, ts_ms) in self.ctx.turn_events.drain(..) {
             m.ingest_to_write.record(now.saturating_duration_since(t));
+            // A record stamped in the future (producer clock ahead) counts as 0.
+            let ms = unix_ms.saturating_sub(ts_ms).max(0) as u64;
+            m.kafka_to_write
+                .record(std::time::Duration::from_millis(ms));
         }
     }
 
@@ -375,6 +390,9 @@ impl Shard {
             .tick(self.ctx.id, self.ctx.now);
         m.outbox_bytes
             .add(std::mem::take(&mut self.ctx.outbox_bytes));
+        m.turns.inc();
+        m.turn_time
+            .record(std::time::Instant::now().saturating_duration_since(self.ctx.now));
     }
 }
 

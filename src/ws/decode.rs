@@ -167,7 +167,10 @@ pub struct Decoder {
     partial: Option<Partial>,
     /// Validates the text message in progress (single frame or fragments).
     utf8: Utf8Validator,
-    /// `Some` when `permessage-deflate` was negotiated.
+    /// `Some` when `permessage-deflate` was negotiated: the client's context takeover.
+    deflate: Option<ContextTakeover>,
+    /// Created at the first compressed message (an idle socket holds no ~43 KiB inflate
+    /// state) and, with [`ContextTakeover::Reset`], dropped again after each message.
     inflater: Option<Inflater>,
     failed: Option<DecodeError>,
 }
@@ -180,6 +183,7 @@ impl Decoder {
             head: None,
             partial: None,
             utf8: Utf8Validator::new(),
+            deflate: None,
             inflater: None,
             failed: None,
         }
@@ -189,7 +193,7 @@ impl Decoder {
     /// bounds messages after inflation; `client` is the client's context takeover.
     pub fn with_deflate(max_message_bytes: usize, client: ContextTakeover) -> Decoder {
         Decoder {
-            inflater: Some(Inflater::new(client)),
+            deflate: Some(client),
             ..Decoder::new(max_message_bytes)
         }
     }
@@ -253,7 +257,7 @@ impl Decoder {
         }
         let (b0, b1) = (buf[0], buf[1]);
         let fin = b0 & 0x80 != 0;
-        if b0 & 0x30 != 0 || (b0 & 0x40 != 0 && self.inflater.is_none()) {
+        if b0 & 0x30 != 0 || (b0 & 0x40 != 0 && self.deflate.is_none()) {
             return Err(DecodeError::ReservedBits);
         }
         let op = OpCode::from_u8(b0 & 0x0F).ok_or(DecodeError::ReservedOpcode)?;
@@ -434,11 +438,15 @@ impl Decoder {
             (OpCode::Text | OpCode::Binary, None) => (head.op == OpCode::Text, Vec::new()),
             _ => return Err(DecodeError::UnexpectedContinuation),
         };
-        let inflater = self.inflater.as_mut().ok_or(DecodeError::ReservedBits)?;
+        let context = self.deflate.ok_or(DecodeError::ReservedBits)?;
+        let inflater = self.inflater.get_or_insert_with(|| Inflater::new(context));
         let start = data.len();
         inflater.frame(&payload, &mut data, self.max)?;
         if head.fin {
             inflater.finish(&mut data, self.max)?;
+            if context == ContextTakeover::Reset {
+                self.inflater = None;
+            }
         }
         if text {
             self.utf8

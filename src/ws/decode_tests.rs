@@ -491,3 +491,32 @@ fn invalid_utf8_or_corrupt_deflate_in_a_compressed_message() {
     );
     assert_eq!(DecodeError::BadDeflate.close_code(), 1007);
 }
+
+#[test]
+fn an_idle_deflate_decoder_holds_no_inflater() {
+    // The inflate state is ~43 KiB: a socket that never sends a compressed message must not
+    // pay for it, and with client_no_context_takeover it is given back after each message.
+    let text = "inflate me once ".repeat(20);
+    let wire = rsv_frame(true, true, OpCode::Text, &deflated(text.as_bytes()));
+    for (context, kept) in [
+        (ContextTakeover::Reset, false),
+        (ContextTakeover::Keep, true),
+    ] {
+        let mut d = Decoder::with_deflate(MAX, context);
+        let mut buf = BytesMut::from(&frame(true, OpCode::Text, b"plain")[..]);
+        assert_eq!(
+            d.decode(&mut buf),
+            Ok(Some(Message::Text(Bytes::from_static(b"plain"))))
+        );
+        assert!(
+            d.inflater.is_none(),
+            "{context:?}: none before a compressed message"
+        );
+        buf.extend_from_slice(&wire);
+        assert_eq!(
+            d.decode(&mut buf),
+            Ok(Some(Message::Text(Bytes::from(text.clone()))))
+        );
+        assert_eq!(d.inflater.is_some(), kept, "{context:?} after a message");
+    }
+}
