@@ -55,6 +55,7 @@ start_server() {
                       --listen "127.0.0.1:$WS_PORT" --admin-listen "127.0.0.1:$ADMIN_PORT") ;;
         naive) cmd=("$PEERS/release/naive-peer" --listen "127.0.0.1:$WS_PORT" --admin-listen "127.0.0.1:$ADMIN_PORT") ;;
         uws) cmd=("$PEERS/uws-peer" --listen "127.0.0.1:$WS_PORT" --admin-listen "127.0.0.1:$ADMIN_PORT") ;;
+        uws-deflate) cmd=("$PEERS/uws-deflate-peer" --listen "127.0.0.1:$WS_PORT" --admin-listen "127.0.0.1:$ADMIN_PORT") ;;
         *) echo "unknown server $name" >&2; return 1 ;;
     esac
     local bin="${cmd[0]}"; [ "$bin" = env ] && bin="${cmd[2]}"

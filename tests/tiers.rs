@@ -27,7 +27,7 @@ fn keys_file(tag: &str) -> std::path::PathBuf {
             .unwrap_or_default();
         format!(
             "[[key]]\nsha256 = \"{}\"\nidentity = \"{id}\"\nchannels = [\"news\"]\n{tier}",
-            fanline::auth::sha256_hex(key.as_bytes())
+            fanline::auth::sha256_hex(key)
         )
     };
     let text = [

@@ -21,6 +21,9 @@ const MAX_MESSAGE: usize = 1 << 20;
 pub struct DeflateStream {
     r: BufReader<TcpStream>,
     inflater: Decompress,
+    /// The server keeps its LZ77 window across messages (it did not answer
+    /// `server_no_context_takeover`, e.g. uWebSockets' dedicated compressor): keep ours too.
+    takeover: bool,
     payload: Vec<u8>,
     text: Vec<u8>,
 }
@@ -50,7 +53,12 @@ impl DeflateStream {
                 (0x8, _) => return None,
                 (0x1, true) if h[0] & 0x40 != 0 => {
                     self.payload.extend_from_slice(&[0, 0, 0xff, 0xff]);
-                    let text = inflate(&mut self.inflater, &self.payload, &mut self.text)?;
+                    let text = inflate(
+                        &mut self.inflater,
+                        &self.payload,
+                        &mut self.text,
+                        !self.takeover,
+                    )?;
                     return String::from_utf8(text).ok();
                 }
                 (0x1, true) => return String::from_utf8(std::mem::take(&mut self.payload)).ok(),
@@ -95,6 +103,7 @@ pub async fn connect(spec: &ClientSpec, shared: &Shared) -> anyhow::Result<(Defl
         bail!("upgrade refused: {:.200}", line.trim_end());
     }
     let mut negotiated = false;
+    let mut takeover = false;
     loop {
         line.clear();
         if r.read_line(&mut line).await? == 0 {
@@ -104,8 +113,10 @@ pub async fn connect(spec: &ClientSpec, shared: &Shared) -> anyhow::Result<(Defl
             break;
         }
         let l = line.to_ascii_lowercase();
-        negotiated |=
-            l.starts_with("sec-websocket-extensions:") && l.contains("permessage-deflate");
+        if l.starts_with("sec-websocket-extensions:") && l.contains("permessage-deflate") {
+            negotiated = true;
+            takeover = !l.contains("server_no_context_takeover");
+        }
     }
     if !negotiated {
         bail!("server did not accept permessage-deflate");
@@ -113,6 +124,7 @@ pub async fn connect(spec: &ClientSpec, shared: &Shared) -> anyhow::Result<(Defl
     let mut s = DeflateStream {
         r,
         inflater: Decompress::new(false),
+        takeover,
         payload: Vec::new(),
         text: Vec::new(),
     };
@@ -142,8 +154,14 @@ pub async fn connect(spec: &ClientSpec, shared: &Shared) -> anyhow::Result<(Defl
     Ok((s, start))
 }
 
-/// Inflates one whole message (tail appended) into a fresh buffer; resets the window after.
-fn inflate(d: &mut Decompress, input: &[u8], scratch: &mut Vec<u8>) -> Option<Vec<u8>> {
+/// Inflates one whole message (tail appended) into a fresh buffer; resets the window after
+/// when `reset` (the server does not take its context over) or the stream ended.
+fn inflate(
+    d: &mut Decompress,
+    input: &[u8],
+    scratch: &mut Vec<u8>,
+    reset: bool,
+) -> Option<Vec<u8>> {
     scratch.clear();
     scratch.reserve(input.len() * 4 + 256);
     let mut pos = 0;
@@ -152,7 +170,10 @@ fn inflate(d: &mut Decompress, input: &[u8], scratch: &mut Vec<u8>) -> Option<Ve
         let st = d.decompress_vec(&input[pos..], scratch, FlushDecompress::Sync);
         pos += (d.total_in() - before) as usize;
         match st {
-            Ok(Status::StreamEnd) => break,
+            Ok(Status::StreamEnd) => {
+                d.reset(false);
+                return Some(std::mem::take(scratch));
+            }
             Ok(_) if pos == input.len() && scratch.len() < scratch.capacity() => break,
             Ok(_) if scratch.len() >= MAX_MESSAGE => {
                 d.reset(false);
@@ -165,7 +186,9 @@ fn inflate(d: &mut Decompress, input: &[u8], scratch: &mut Vec<u8>) -> Option<Ve
             }
         }
     }
-    d.reset(false);
+    if reset {
+        d.reset(false);
+    }
     Some(std::mem::take(scratch))
 }
 
@@ -205,8 +228,24 @@ mod tests {
         let mut scratch = Vec::new();
         for _ in 0..2 {
             // twice: the inflater is reset between messages
-            assert_eq!(inflate(&mut d, &z, &mut scratch).unwrap(), msg);
+            assert_eq!(inflate(&mut d, &z, &mut scratch, true).unwrap(), msg);
         }
+    }
+
+    #[test]
+    fn a_server_taking_its_context_over_is_followed_across_messages() {
+        let msg = br#"{"type":"event","data":{"pad":"the same text again"}}"#.repeat(8);
+        let mut c = Compress::new(Compression::default(), false);
+        let mut d = Decompress::new(false);
+        let mut scratch = Vec::new();
+        let mut sizes = Vec::new();
+        for _ in 0..3 {
+            let mut z = Vec::with_capacity(4096);
+            c.compress_vec(&msg, &mut z, FlushCompress::Sync).unwrap();
+            sizes.push(z.len());
+            assert_eq!(inflate(&mut d, &z, &mut scratch, false).unwrap(), msg);
+        }
+        assert!(sizes[1] < sizes[0], "later messages refer back: {sizes:?}");
     }
 
     #[test]

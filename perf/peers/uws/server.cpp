@@ -18,6 +18,13 @@
 #include <string_view>
 #include <vector>
 
+// Built twice (perf/peers/build.sh): uws-peer without compression, and uws-deflate-peer with
+// -DPEER_COMPRESSION=uWS::DEDICATED_COMPRESSOR (permessage-deflate, one zlib stream per socket:
+// every publish is compressed again for each subscriber that negotiated it).
+#ifndef PEER_COMPRESSION
+#define PEER_COMPRESSION uWS::DISABLED
+#endif
+
 namespace {
 
 struct PerSocketData {
@@ -106,7 +113,7 @@ int main(int argc, char **argv) {
     uint64_t next_id = 0, offset = 0;
     uWS::App app;
     app.ws<PerSocketData>("/v1/ws", {
-        .compression = uWS::DISABLED,
+        .compression = PEER_COMPRESSION,
         .maxPayloadLength = 64 * 1024,
         .idleTimeout = 120,
         .maxBackpressure = 4 * 1024 * 1024,
@@ -158,7 +165,7 @@ int main(int argc, char **argv) {
                 "\",\"id\":\"uws/0/" + std::to_string(off) + "\",\"ts\":" +
                 std::to_string(now_ms()) + ",\"data\":" +
                 (data.empty() ? std::string("null") : std::string(data)) + "}";
-            app.publish(ch, ev, uWS::OpCode::TEXT);
+            app.publish(ch, ev, uWS::OpCode::TEXT, PEER_COMPRESSION != uWS::DISABLED);
             res->writeStatus("202 Accepted")
                 ->writeHeader("Content-Type", "application/json")
                 ->end("{\"topic\":\"uws\",\"partition\":0,\"offset\":" + std::to_string(off) + "}");
