@@ -2,7 +2,9 @@
 # Servers listen on loopback only: WS on $WS_PORT, publish/admin on $ADMIN_PORT.
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BENCH="$ROOT/target/release/fanline-bench"
-FANLINE="$ROOT/target/release/fanline"
+# BENCH_FANLINE_BIN: measure another fanline build (e.g. a before/after pair). Not FANLINE_*:
+# the gateway reads every FANLINE_* variable as a config key.
+FANLINE="${BENCH_FANLINE_BIN:-$ROOT/target/release/fanline}"
 PEERS="$ROOT/target/peers"
 WS_PORT="${FANLINE_BENCH_WS_PORT:-28080}"
 ADMIN_PORT="${FANLINE_BENCH_ADMIN_PORT:-29091}"
@@ -51,14 +53,16 @@ start_server() {
     case "$name" in
         # Anonymous access: the benchmark measures fan-out, not auth (FANLINE_AUTH_ANONYMOUS
         # overrides the config's default of false). Set FANLINE_BENCH_TOKEN to test with JWTs.
-        fanline) cmd=(env "FANLINE_AUTH_ANONYMOUS=${FANLINE_AUTH_ANONYMOUS:-true}" "$FANLINE"
+        # The harness's own FANLINE_BENCH_* port variables are not config keys: unset them.
+        fanline) cmd=(env -u FANLINE_BENCH_WS_PORT -u FANLINE_BENCH_ADMIN_PORT
+                      "FANLINE_AUTH_ANONYMOUS=${FANLINE_AUTH_ANONYMOUS:-true}" "$FANLINE"
                       --listen "127.0.0.1:$WS_PORT" --admin-listen "127.0.0.1:$ADMIN_PORT") ;;
         naive) cmd=("$PEERS/release/naive-peer" --listen "127.0.0.1:$WS_PORT" --admin-listen "127.0.0.1:$ADMIN_PORT") ;;
         uws) cmd=("$PEERS/uws-peer" --listen "127.0.0.1:$WS_PORT" --admin-listen "127.0.0.1:$ADMIN_PORT") ;;
         uws-deflate) cmd=("$PEERS/uws-deflate-peer" --listen "127.0.0.1:$WS_PORT" --admin-listen "127.0.0.1:$ADMIN_PORT") ;;
         *) echo "unknown server $name" >&2; return 1 ;;
     esac
-    local bin="${cmd[0]}"; [ "$bin" = env ] && bin="${cmd[2]}"
+    local bin="${cmd[0]}"; [ "$bin" = env ] && bin="$FANLINE"
     [ -x "$bin" ] || { echo "$name: $bin not built" >&2; return 1; }
     "${cmd[@]}" >"$log" 2>&1 </dev/null &
     SERVER_PID=$!

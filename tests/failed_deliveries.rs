@@ -8,93 +8,23 @@
 mod util;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use util::binary::Gateway;
 
 /// The log's per-shard cap (`fanout::failed::PER_SHARD`); the binary runs one shard.
 const CAP: u64 = 512;
 
-struct Gateway {
-    child: Child,
-    public: SocketAddr,
-    admin: SocketAddr,
-    log: Arc<Mutex<Vec<Value>>>,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
+/// One shard, tiny outbox caps, no slow-consumer close or heartbeat within the test.
 fn start() -> Gateway {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fanline"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--shards",
-            "1",
-            "--log-format",
-            "json",
-        ])
-        .env("FANLINE_KAFKA_MODE", "direct")
-        .env("FANLINE_LIMITS_OUTBOX_FRAMES", "4")
-        .env("FANLINE_LIMITS_OUTBOX_BYTES", "1000000")
-        .env("FANLINE_LIMITS_SLOW_CONSUMER_CLOSE_S", "600")
-        .env("FANLINE_SERVER_HEARTBEAT_MS", "600000")
-        .env("FANLINE_SERVER_DRAIN_MS", "200")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start fanline");
-    let stderr = child.stderr.take().expect("stderr");
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let (tx, rx) = std::sync::mpsc::channel();
-    let sink = log.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            let Ok(v) = serde_json::from_str::<Value>(&line) else {
-                continue;
-            };
-            if v["fields"]["message"] == "fanline started" {
-                let _ = tx.send(v.clone());
-            }
-            sink.lock().unwrap().push(v);
-        }
-    });
-    let mut gw = Gateway {
-        child,
-        public: "127.0.0.1:1".parse().unwrap(),
-        admin: "127.0.0.1:1".parse().unwrap(),
-        log,
-    };
-    let started = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("a `fanline started` line within 30 s");
-    let addr = |k: &str| -> SocketAddr {
-        started["fields"][k]
-            .as_str()
-            .and_then(|a| a.parse().ok())
-            .expect("address in the started line")
-    };
-    gw.public = addr("listen");
-    gw.admin = addr("admin");
-    let end = Instant::now() + Duration::from_secs(20);
-    while util::http(gw.admin, "GET", "/health/ready", None).0 != 200 {
-        assert!(Instant::now() < end, "ready within 20 s");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    gw
+    util::binary::start(
+        "failed",
+        "[kafka]\nmode = \"direct\"\n\n[server]\nheartbeat_ms = 600000\ndrain_ms = 200\n\n\
+         [limits]\noutbox_frames = 4\noutbox_bytes = 1000000\nslow_consumer_close_s = 600\n",
+    )
 }
 
 /// A WebSocket client with a 4 KiB receive buffer that subscribes to `channel`, reads the
