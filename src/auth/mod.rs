@@ -132,16 +132,20 @@ impl Identity {
         self.acl.allows(channel)
     }
 
-    /// The anonymous identity: every channel.
+    /// The anonymous identity: every channel. One shared value (its id and ACL are `Arc`s),
+    /// so an anonymous connection allocates nothing for it.
     pub fn anonymous() -> Self {
-        Identity {
-            id: Arc::from("anonymous"),
-            kind: IdentityKind::Anonymous,
-            tier: None,
-            acl: ChannelAcl::all(),
-            forced_filter: None,
-            subprotocol: None,
-        }
+        static ANONYMOUS: std::sync::OnceLock<Identity> = std::sync::OnceLock::new();
+        ANONYMOUS
+            .get_or_init(|| Identity {
+                id: Arc::from("anonymous"),
+                kind: IdentityKind::Anonymous,
+                tier: None,
+                acl: ChannelAcl::all(),
+                forced_filter: None,
+                subprotocol: None,
+            })
+            .clone()
     }
 }
 

@@ -126,17 +126,22 @@ pub struct Peer {
 
 #[derive(Debug)]
 pub enum Phase {
-    /// `client`: the address a trusted proxy announced with PROXY v2, once parsed. `slot`:
-    /// the place the unfinished head holds under the connection caps (taken at accept,
-    /// given back when the head is complete).
-    Http {
-        head: Vec<u8>,
-        deadline: Instant,
-        client: Option<SocketAddr>,
-        slot: Option<crate::auth::HeadSlot>,
-    },
+    /// Until the request head is complete (boxed: short-lived, so it costs an open
+    /// connection nothing).
+    Http(Box<HttpPhase>),
     /// After the `101` (or the SSE `200`): a session; its transport is `outbox.transport()`.
     Open(Box<Session>),
+}
+
+/// A connection reading its request head. `client`: the address a trusted proxy announced with
+/// PROXY v2, once parsed. `slot`: the place the unfinished head holds under the connection caps
+/// (taken at accept, given back when the head is complete).
+#[derive(Debug)]
+pub struct HttpPhase {
+    pub head: Vec<u8>,
+    pub deadline: Instant,
+    pub client: Option<SocketAddr>,
+    pub slot: Option<crate::auth::HeadSlot>,
 }
 
 /// How an open session talks to its client. Fixed at the upgrade by [`Conn::open`] and held
@@ -293,12 +298,12 @@ impl Conn {
         Conn {
             stream,
             remote,
-            phase: Phase::Http {
+            phase: Phase::Http(Box::new(HttpPhase {
                 head: Vec::new(),
                 deadline: now + upgrade_timeout,
                 client: None,
                 slot: None,
-            },
+            })),
             outbox: Outbox::default(),
             life: Life::Open,
             queued: false,
@@ -310,8 +315,8 @@ impl Conn {
 
     /// A new connection holding `head_slot` until its request head is complete.
     pub fn holding(mut self, head_slot: crate::auth::HeadSlot) -> Conn {
-        if let Phase::Http { slot, .. } = &mut self.phase {
-            *slot = Some(head_slot);
+        if let Phase::Http(h) = &mut self.phase {
+            h.slot = Some(head_slot);
         }
         self
     }
@@ -461,7 +466,7 @@ impl Conn {
             return deadline;
         }
         match &self.phase {
-            Phase::Http { deadline, .. } => *deadline,
+            Phase::Http(h) => h.deadline,
             Phase::Open(s) => {
                 let mut d = match s.ping {
                     Ping::Out { at } => s.next_ping.min(at + heartbeat.mul_f32(1.5)),
@@ -506,5 +511,33 @@ impl Conn {
             "failed": s.failed,
             "last_failure": s.last_failure.map(|(at, reason)| serde_json::json!({"at": unix(at), "reason": reason})),
         }))
+    }
+}
+/// The byte budget of an open connection (docs/tuning.md §6): a test fails when a change
+/// grows it, so growth is a decision, not an accident.
+#[cfg(test)]
+mod budget {
+    use std::mem::size_of;
+
+    #[test]
+    fn an_open_connection_stays_within_its_byte_budget() {
+        // In the shard's slab, for every connection (the HTTP phase is boxed while it lasts).
+        assert!(
+            size_of::<super::Conn>() <= 336,
+            "Conn {}",
+            size_of::<super::Conn>()
+        );
+        assert_eq!(size_of::<super::Phase>(), 16);
+        // Boxed once per session.
+        assert!(
+            size_of::<super::Session>() <= 600,
+            "Session {}",
+            size_of::<super::Session>()
+        );
+        assert!(
+            size_of::<super::Sub>() <= 40,
+            "Sub {}",
+            size_of::<super::Sub>()
+        );
     }
 }

@@ -569,6 +569,11 @@ impl Outbox {
         if self.events.is_empty() && self.events.capacity() > 64 {
             self.events = VecDeque::new(); // give a burst's memory back
         }
+        if self.control.is_empty() && self.control.capacity() > 0 {
+            // Control frames are rare (welcome, acks, a ping per heartbeat): an idle socket
+            // holds no lane buffer between them.
+            self.control = VecDeque::new();
+        }
     }
 
     /// Queued frames in write order (for tests and stats).

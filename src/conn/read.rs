@@ -87,10 +87,10 @@ pub(crate) fn tls_readable(ctx: &mut Env<'_>, key: usize, conn: &mut Conn, scrat
 
 /// Bytes read from a connection that is not closing.
 fn on_bytes(ctx: &mut Env<'_>, key: usize, conn: &mut Conn, chunk: &[u8]) {
-    if let Phase::Http {
-        head, client, slot, ..
-    } = &mut conn.phase
-    {
+    if let Phase::Http(h) = &mut conn.phase {
+        let super::HttpPhase {
+            head, client, slot, ..
+        } = &mut **h;
         head.extend_from_slice(chunk);
         if client.is_none() {
             match proxy_header(ctx, conn.remote, head) {

@@ -220,6 +220,8 @@ pub fn attach(
     filter: Option<Arc<Filter>>,
     since: Option<&Since>,
 ) -> Option<Resumed> {
+    // Exactly what this subscribe adds: most connections hold one or two channels.
+    s.subs.reserve_exact(channels.len());
     for ch in channels {
         if !s.subs.iter().any(|x| *x.channel == **ch) {
             s.subs.push(Sub {

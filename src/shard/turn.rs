@@ -195,8 +195,8 @@ impl Shard {
                 }
             } else {
                 match &mut conn.phase {
-                    Phase::Http { deadline, .. } => {
-                        if now >= *deadline {
+                    Phase::Http(h) => {
+                        if now >= h.deadline {
                             m.reject("timeout");
                             tracing::warn!(remote = %conn.remote, "upgrade not completed in time; closing");
                             kill(ctx, key, conn);
