@@ -20,13 +20,15 @@
 //! ingest/     one thread: Kafka records (or direct publishes) -> routes -> Event, replay buffer
 //! fanout/     subscription snapshot (arc-swap: channel -> shard mask) and per-shard event rings
 //! event.rs    Event: the envelope, encoded ONCE into a shared `Bytes` WebSocket frame
-//! auth/       credentials, JWT, API keys, channel ACL: pure functions, no I/O
+//! auth/       credentials, JWT, API keys, channel ACL, connection and per-identity (tier)
+//!             limiters: no I/O
 //! http/       sans-I/O HTTP/1.1 request head parsing and responses (httparse)
 //! ws/         sans-I/O RFC 6455 codec: decode masked client frames, encode server frames
 //! protocol/   fanline protocol v1: client messages, server messages, filters
-//! io/         the only place that calls libc: writev, socket options
+//! io/         the only place that calls libc: writev, socket options, rlimits, the
+//!             epoll and io_uring backends behind one interface (shards run on epoll)
 //! metrics.rs  counters: per-shard cache-padded atomics, summed at scrape time
-//! config.rs   TOML file + FANLINE_* env + flags
+//! config/     TOML file + FANLINE_* env + flags; [auth] and [kafka]/[[route]] sections
 //! ```
 #![deny(unsafe_code)]
 #![warn(missing_debug_implementations)]
