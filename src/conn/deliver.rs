@@ -58,7 +58,7 @@ pub fn deliver(
         (caps.frames, caps.bytes),
         now,
         |s: &Session, d: &Event| {
-            failed.conn(&s.id, &s.peer.identity.id, d, Reason::SlowConsumer);
+            failed.conn(&s.id, &s.peer.identity, d, Reason::SlowConsumer);
             gap += 1;
         },
     );
@@ -97,7 +97,8 @@ mod tests {
             ring_gaps: Vec::new(),
             forced_filter: None,
             peer: Peer {
-                identity: crate::auth::Identity::anonymous(),
+                identity: "anonymous".into(),
+                acl: crate::auth::ChannelAcl::all(),
                 permit: limiter.try_acquire(ip).expect("permit"),
                 client_ip: ip,
                 identity_permit: None,

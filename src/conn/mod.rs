@@ -113,7 +113,11 @@ pub struct Conn {
 /// Who a session belongs to and what it may do, fixed at the upgrade.
 #[derive(Debug)]
 pub struct Peer {
-    pub identity: crate::auth::Identity,
+    /// JWT `sub`, the API key's `identity`, or `anonymous` (what the session keeps of its
+    /// [`crate::auth::Identity`]: the tier and filter claim are applied at the upgrade).
+    pub identity: Arc<str>,
+    /// The channels it may subscribe to.
+    pub acl: crate::auth::ChannelAcl,
     /// The connection slot (global, per IP); released when the connection is dropped.
     pub permit: crate::auth::ConnPermit,
     /// The identity's connection count, when its tier caps it (released on drop).
@@ -496,7 +500,7 @@ impl Conn {
             |t: Instant| started_unix_ms + t.saturating_duration_since(started).as_millis() as i64;
         Some(serde_json::json!({
             "id": &*s.id,
-            "identity": &*s.peer.identity.id,
+            "identity": &*s.peer.identity,
             "transport": if self.transport() == Transport::Sse { "sse" } else { "ws" },
             "remote": s.peer.client_ip.to_string(),
             "connected_at": unix(s.connected_at),
@@ -530,7 +534,7 @@ mod budget {
         assert_eq!(size_of::<super::Phase>(), 16);
         // Boxed once per session.
         assert!(
-            size_of::<super::Session>() <= 600,
+            size_of::<super::Session>() <= 520,
             "Session {}",
             size_of::<super::Session>()
         );

@@ -129,6 +129,7 @@ fn on_bytes(ctx: &mut Env<'_>, key: usize, conn: &mut Conn, chunk: &[u8]) {
                 conn.outbox.push_control(response.into());
                 let mut admitted = *admitted;
                 let sse = admitted.sse.take();
+                let (tier, t) = (admitted.identity.tier.take(), admitted.limits);
                 let s = new_session(ctx, admitted);
                 let transport = match (&sse, echo) {
                     (Some(_), _) => Transport::Sse,
@@ -137,8 +138,6 @@ fn on_bytes(ctx: &mut Env<'_>, key: usize, conn: &mut Conn, chunk: &[u8]) {
                 };
                 if transport == Transport::WebSocket {
                     let l = ctx.state.limits.load();
-                    let tier = &s.peer.identity.tier;
-                    let t = l.for_tier(tier.as_deref());
                     let limits = serde_json::json!({
                         "tier": tier, "connections_per_identity": t.connections,
                         "max_subscriptions": l.max_subscriptions, "max_inbound_bytes": l.max_inbound_bytes,
@@ -152,7 +151,7 @@ fn on_bytes(ctx: &mut Env<'_>, key: usize, conn: &mut Conn, chunk: &[u8]) {
                         limits,
                     ));
                 }
-                tracing::info!(connection_id = %s.id, remote = %s.peer.client_ip, identity = %s.peer.identity.id, "connected");
+                tracing::info!(connection_id = %s.id, remote = %s.peer.client_ip, identity = %s.peer.identity, "connected");
                 let deflate = s.deflate;
                 conn.open(s, transport);
                 if let (Some(d), Transport::WebSocket) = (deflate, transport) {
@@ -225,7 +224,8 @@ fn new_session(ctx: &mut Env<'_>, a: handshake::Admitted) -> Session {
         ring_gaps: Vec::new(),
         forced_filter: a.forced_filter,
         peer: crate::conn::Peer {
-            identity: a.identity,
+            identity: a.identity.id,
+            acl: a.identity.acl,
             permit: a.permit,
             identity_permit: a.identity_permit,
             client_ip: a.client_ip,

@@ -122,9 +122,9 @@ fn subscribe(
     }
     let channels = &unique[..];
     let fail = |code: &str, msg: &str| server::error(id, code, msg);
-    if let Some(ch) = channels.iter().find(|c| !s.peer.identity.allows(c)) {
+    if let Some(ch) = channels.iter().find(|c| !s.peer.acl.allows(c)) {
         ctx.metrics().reject("forbidden_channel");
-        tracing::warn!(connection_id = %s.id, identity = %s.peer.identity.id, channel = %ch, "subscribe refused: channel not allowed");
+        tracing::warn!(connection_id = %s.id, identity = %s.peer.identity, channel = %ch, "subscribe refused: channel not allowed");
         let msg = format!("not allowed to subscribe to {:?}", clip(ch));
         return reply(ctx, conn, fail("forbidden_channel", &msg));
     }
@@ -280,7 +280,7 @@ fn push_replayed(ctx: &mut Env<'_>, conn: &mut Conn, events: &[Arc<Event>]) {
             (max_frames, max_bytes),
             now,
             |s, d| {
-                failed.conn(&s.id, &s.peer.identity.id, d, Reason::SlowConsumer);
+                failed.conn(&s.id, &s.peer.identity, d, Reason::SlowConsumer);
                 dropped += 1;
             },
         );

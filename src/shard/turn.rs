@@ -144,7 +144,7 @@ impl Shard {
                         .iter()
                         .filter(|(_, c)| match (&identity, &c.phase) {
                             (None, _) => true,
-                            (Some(id), Phase::Open(s)) => *s.peer.identity.id == **id,
+                            (Some(id), Phase::Open(s)) => *s.peer.identity == **id,
                             _ => false,
                         })
                         .filter_map(|(_, c)| {
@@ -225,7 +225,7 @@ impl Shard {
                                 m.dropped_slow_consumer.inc();
                                 failed.conn(
                                     &s.id,
-                                    &s.peer.identity.id,
+                                    &s.peer.identity,
                                     ev,
                                     Reason::SlowConsumerClose,
                                 );
@@ -363,7 +363,7 @@ impl Shard {
                 let failed = ctx.shared.fanout.failed.shard(ctx.id);
                 for f in conn.outbox.iter() {
                     if let Frame::Event(ev) = f {
-                        failed.conn(&s.id, &s.peer.identity.id, &ev, Reason::Closed);
+                        failed.conn(&s.id, &s.peer.identity, &ev, Reason::Closed);
                     }
                 }
                 ctx.metrics().connections.add(-1);
