@@ -174,6 +174,26 @@ pub fn push_json_str(out: &mut Vec<u8>, s: &str) {
     let _ = serde_json::to_writer(&mut *out, s);
 }
 
+/// A test event on channel `c`, topic `t`, partition 0, with `data_json` as its `data` and
+/// `data` as the parsed form filters see (`Null` when a test does not filter).
+#[cfg(test)]
+pub(crate) fn test_event(offset: i64, data_json: &str, data: serde_json::Value) -> Arc<Event> {
+    let topic: Arc<str> = "t".into();
+    Arc::new(Event::new(
+        EventParts {
+            channel: "c",
+            topic: &topic,
+            partition: 0,
+            offset,
+            ts_ms: 0,
+            event_type: None,
+            correlation_id: None,
+            data_json: data_json.as_bytes(),
+        },
+        data,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

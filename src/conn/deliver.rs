@@ -73,7 +73,6 @@ pub fn deliver(
 mod tests {
     use super::*;
     use crate::conn::{Peer, Sub};
-    use crate::event::EventParts;
 
     fn session(now: Instant) -> Session {
         let limits = crate::config::LimitsConfig::default();
@@ -112,20 +111,7 @@ mod tests {
     }
 
     fn ev(offset: i64, data: &str) -> Arc<Event> {
-        let topic: Arc<str> = "t".into();
-        Arc::new(Event::new(
-            EventParts {
-                channel: "c",
-                topic: &topic,
-                partition: 0,
-                offset,
-                ts_ms: 0,
-                event_type: None,
-                correlation_id: None,
-                data_json: data.as_bytes(),
-            },
-            serde_json::from_str(data).expect("json"),
-        ))
+        crate::event::test_event(offset, data, serde_json::from_str(data).expect("json"))
     }
 
     const ROOMY: Caps = Caps {

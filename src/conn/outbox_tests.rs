@@ -1,22 +1,8 @@
 use super::*;
-use crate::event::EventParts;
 
 fn ev(offset: i64, size: usize) -> Arc<Event> {
-    let topic: Arc<str> = "t".into();
     let data = format!("\"{}\"", "x".repeat(size));
-    Arc::new(Event::new(
-        EventParts {
-            channel: "c",
-            topic: &topic,
-            partition: 0,
-            offset,
-            ts_ms: 0,
-            event_type: None,
-            correlation_id: None,
-            data_json: data.as_bytes(),
-        },
-        serde_json::Value::Null,
-    ))
+    crate::event::test_event(offset, &data, serde_json::Value::Null)
 }
 
 fn offsets(o: &Outbox) -> Vec<i64> {

@@ -160,23 +160,9 @@ impl Publisher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::EventParts;
 
     fn ev(offset: i64) -> Arc<Event> {
-        let topic: Arc<str> = "t".into();
-        Arc::new(Event::new(
-            EventParts {
-                channel: "c",
-                topic: &topic,
-                partition: 0,
-                offset,
-                ts_ms: 0,
-                event_type: None,
-                correlation_id: None,
-                data_json: b"1",
-            },
-            serde_json::Value::Null,
-        ))
+        crate::event::test_event(offset, "1", serde_json::Value::Null)
     }
 
     #[test]

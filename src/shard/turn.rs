@@ -223,12 +223,7 @@ impl Shard {
                             let failed = ctx.shared.fanout.failed.shard(ctx.id);
                             conn.outbox.clear_events(|ev| {
                                 m.dropped_slow_consumer.inc();
-                                failed.conn(
-                                    &s.id,
-                                    &s.peer.identity,
-                                    ev,
-                                    Reason::SlowConsumerClose,
-                                );
+                                failed.conn(&s.id, &s.peer.identity, ev, Reason::SlowConsumerClose);
                                 s.note_drop(ev, now);
                             });
                             ctx.outbox_bytes += conn.outbox.bytes() as i64 - before;
