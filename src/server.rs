@@ -47,8 +47,7 @@ impl Server {
     pub fn start(cfg: Config) -> anyhow::Result<Server> {
         let mut cfg = cfg;
         if let Ok(nofile) = crate::io::raise_nofile_limit() {
-            // Every connection is one fd; keep 256 for listeners, Kafka, admin and files.
-            let cap = (nofile.saturating_sub(256)) as usize;
+            let cap = connection_cap(nofile);
             if cfg.limits.max_connections > cap {
                 tracing::info!(
                     from = cfg.limits.max_connections,
@@ -259,5 +258,29 @@ impl Server {
     pub fn shutdown(self) {
         self.begin_shutdown();
         self.join();
+    }
+}
+
+/// The most connections `nofile` descriptors carry: every connection is one descriptor, and
+/// 256 (a quarter of a small limit) stay for listeners, Kafka, the admin listener and files.
+/// `limits.max_connections = 0` (no cap) is not lowered by it.
+fn connection_cap(nofile: u64) -> usize {
+    let reserve = (nofile / 4).min(256);
+    nofile.saturating_sub(reserve).max(1) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_open_files_limit_caps_connections_with_a_reserve() {
+        assert_eq!(super::connection_cap(20_000), 19_744);
+        assert_eq!(super::connection_cap(1024), 768);
+        assert_eq!(
+            super::connection_cap(256),
+            192,
+            "a small limit keeps a quarter"
+        );
+        assert_eq!(super::connection_cap(64), 48);
+        assert_eq!(super::connection_cap(0), 1);
     }
 }

@@ -294,6 +294,9 @@ fn start_with_nofile(n: u32) -> LowFds {
         .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
         .args(["--shards", "1", "--log-format", "json"])
         .env("FANLINE_KAFKA_MODE", "direct")
+        // No connection cap, so connections, not the cap derived from `nofile`, run the
+        // process out of descriptors.
+        .env("FANLINE_LIMITS_MAX_CONNECTIONS", "0")
         .env("FANLINE_SERVER_DRAIN_MS", "200")
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
