@@ -534,7 +534,7 @@ mod budget {
         assert_eq!(size_of::<super::Phase>(), 16);
         // Boxed once per session.
         assert!(
-            size_of::<super::Session>() <= 520,
+            size_of::<super::Session>() <= 464,
             "Session {}",
             size_of::<super::Session>()
         );

@@ -164,14 +164,15 @@ enum Body {
 pub struct Decoder {
     max: usize,
     head: Option<Head>,
-    partial: Option<Partial>,
+    /// Boxed: fragmented messages are rare, an idle socket should not carry room for one.
+    partial: Option<Box<Partial>>,
     /// Validates the text message in progress (single frame or fragments).
     utf8: Utf8Validator,
     /// `Some` when `permessage-deflate` was negotiated: the client's context takeover.
     deflate: Option<ContextTakeover>,
     /// Created at the first compressed message (an idle socket holds no ~43 KiB inflate
     /// state) and, with [`ContextTakeover::Reset`], dropped again after each message.
-    inflater: Option<Inflater>,
+    inflater: Option<Box<Inflater>>,
     failed: Option<DecodeError>,
 }
 
@@ -390,17 +391,17 @@ impl Decoder {
                 }
             }
             OpCode::Text | OpCode::Binary => {
-                self.partial = Some(Partial {
+                self.partial = Some(Box::new(Partial {
                     text: head.op == OpCode::Text,
                     data: Body::Plain(payload),
-                });
+                }));
                 Ok(None)
             }
             OpCode::Continuation => {
                 let Some(Partial {
                     text,
                     data: Body::Plain(data),
-                }) = self.partial.as_mut()
+                }) = self.partial.as_deref_mut()
                 else {
                     return Err(DecodeError::UnexpectedContinuation);
                 };
@@ -427,7 +428,7 @@ impl Decoder {
         head: Head,
         payload: BytesMut,
     ) -> Result<Option<Message>, DecodeError> {
-        let (text, mut data) = match (head.op, self.partial.take()) {
+        let (text, mut data) = match (head.op, self.partial.take().map(|p| *p)) {
             (
                 OpCode::Continuation,
                 Some(Partial {
@@ -439,7 +440,9 @@ impl Decoder {
             _ => return Err(DecodeError::UnexpectedContinuation),
         };
         let context = self.deflate.ok_or(DecodeError::ReservedBits)?;
-        let inflater = self.inflater.get_or_insert_with(|| Inflater::new(context));
+        let inflater = self
+            .inflater
+            .get_or_insert_with(|| Box::new(Inflater::new(context)));
         let start = data.len();
         inflater.frame(&payload, &mut data, self.max)?;
         if head.fin {
@@ -454,10 +457,10 @@ impl Decoder {
                 .map_err(|_| DecodeError::InvalidUtf8)?;
         }
         if !head.fin {
-            self.partial = Some(Partial {
+            self.partial = Some(Box::new(Partial {
                 text,
                 data: Body::Inflated(data),
-            });
+            }));
             return Ok(None);
         }
         if !text {
