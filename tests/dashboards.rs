@@ -202,9 +202,27 @@ fn every_series_the_dashboard_and_alerts_use_is_exported() {
         })
         .await;
         assert!(lag_reported, "kafka lag is reported within 20 s");
+        // The shards the two subscribers live on (a connection id is `<hex>-<shard>-<seq>`).
+        let (_, conns) = util::http(s.admin_addr, "GET", "/v1/connections", None);
+        let conns: Value = serde_json::from_str(&conns).expect("connections json");
+        let shards: BTreeSet<String> = conns["connections"]
+            .as_array()
+            .expect("connections")
+            .iter()
+            .filter_map(|c| Some(c["id"].as_str()?.split('-').nth(1)?.to_string()))
+            .collect();
+        assert_eq!(
+            conns["connections"].as_array().map(Vec::len),
+            Some(2),
+            "{conns}"
+        );
         drop(sse);
-        util::http(s.admin_addr, "GET", "/metrics", None).1
+        (
+            util::http(s.admin_addr, "GET", "/metrics", None).1,
+            shards.len() as u64,
+        )
     });
+    let (text, shards) = text;
     // Both latency histograms count the same writes: each event once per shard delivering it.
     let count = |name: &str| -> u64 {
         text.lines()
@@ -212,7 +230,11 @@ fn every_series_the_dashboard_and_alerts_use_is_exported() {
             .unwrap_or_else(|| panic!("{name} in\n{text}"))
     };
     let ingest = count("fanline_ingest_to_write_seconds_count");
-    assert!((20..=40).contains(&ingest), "{ingest} writes of 20 events");
+    assert_eq!(
+        ingest,
+        20 * shards,
+        "20 events written by {shards} shard(s)"
+    );
     assert_eq!(count("fanline_kafka_to_write_seconds_count"), ingest);
     let series = exported(&text);
     let mut used = BTreeSet::new();

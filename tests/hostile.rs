@@ -271,66 +271,18 @@ fn unfinished_heads_have_a_global_budget() {
 }
 
 /// The gateway binary started under `prlimit --nofile=N:N` (killed on drop).
-struct LowFds {
-    child: std::process::Child,
-    public: std::net::SocketAddr,
-    admin: std::net::SocketAddr,
-}
-
-impl Drop for LowFds {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_with_nofile(n: u32) -> LowFds {
-    use std::io::BufRead;
-    use std::process::{Command, Stdio};
-    let mut child = Command::new("prlimit")
-        .arg(format!("--nofile={n}:{n}"))
+fn start_with_nofile(n: u32) -> util::binary::Gateway {
+    let mut cmd = std::process::Command::new("prlimit");
+    cmd.arg(format!("--nofile={n}:{n}"))
         .arg("--")
         .arg(env!("CARGO_BIN_EXE_fanline"))
-        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
-        .args(["--shards", "1", "--log-format", "json"])
         .env("FANLINE_KAFKA_MODE", "direct")
         // No connection cap, so connections, not the cap derived from `nofile`, run the
         // process out of descriptors.
         .env("FANLINE_LIMITS_MAX_CONNECTIONS", "0")
         .env("FANLINE_SERVER_DRAIN_MS", "200")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start fanline under prlimit");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if let Ok(v) = serde_json::from_str::<Value>(&line)
-                && v["fields"]["message"] == "fanline started"
-            {
-                let _ = tx.send(v);
-            }
-        }
-    });
-    let mut gw = LowFds {
-        child,
-        public: "127.0.0.1:1".parse().unwrap(),
-        admin: "127.0.0.1:1".parse().unwrap(),
-    };
-    let started = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("a `fanline started` line within 30 s");
-    let addr = |k: &str| -> std::net::SocketAddr {
-        started["fields"][k]
-            .as_str()
-            .and_then(|a| a.parse().ok())
-            .expect("address in the started line")
-    };
-    (gw.public, gw.admin) = (addr("listen"), addr("admin"));
-    gw
+        .env("RUST_LOG", "info");
+    util::binary::spawn(cmd, None)
 }
 
 /// A metric's value from the admin listener at `admin`.

@@ -93,18 +93,19 @@ impl Cors {
 
     /// Adds the CORS headers to a response head (a complete response or the SSE `200` head):
     /// inserted right after the status line.
-    pub fn apply(&self, mut response: Vec<u8>) -> Vec<u8> {
-        let extra = match self {
-            Cors::Allow(o) => format!(
-                "Access-Control-Allow-Origin: {o}\r\nAccess-Control-Expose-Headers: {EXPOSE_HEADERS}\r\nVary: Origin\r\n"
+    pub fn apply(&self, response: Vec<u8>) -> Vec<u8> {
+        match self {
+            Cors::Allow(o) => http::with_headers(
+                response,
+                &[
+                    ("Access-Control-Allow-Origin", o),
+                    ("Access-Control-Expose-Headers", EXPOSE_HEADERS),
+                    ("Vary", "Origin"),
+                ],
             ),
-            Cors::Forbidden => "Vary: Origin\r\n".to_string(),
-            Cors::None => return response,
-        };
-        if let Some(at) = response.windows(2).position(|w| w == b"\r\n") {
-            response.splice(at + 2..at + 2, extra.into_bytes());
+            Cors::Forbidden => http::with_headers(response, &[("Vary", "Origin")]),
+            Cors::None => response,
         }
-        response
     }
 }
 

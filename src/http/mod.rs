@@ -204,8 +204,8 @@ pub fn response(
     out
 }
 
-/// `response` (a whole response from [`response`]) with `extra` header lines added after its
-/// status line.
+/// `response` (a whole response, or a response head such as SSE's `200`) with `extra` header
+/// lines added right after its status line (CORS, rate-limit headers).
 pub fn with_headers(response: Vec<u8>, extra: &[(&str, &str)]) -> Vec<u8> {
     let Some(at) = response.windows(2).position(|w| w == b"\r\n") else {
         return response;

@@ -32,9 +32,6 @@ impl Shard {
     pub(super) fn drain_ring(&mut self) {
         let Shard { conns, ctx, .. } = self;
         ctx.inbox.begin_drain();
-        ctx.shared.metrics.shards[ctx.id]
-            .ring_items
-            .set(ctx.inbox.len() as i64);
         let limits = &ctx.shared.cfg.limits;
         let caps = Caps {
             frames: limits.outbox_frames,
@@ -42,6 +39,7 @@ impl Shard {
         };
         let shared = ctx.shared.clone();
         let m = &shared.metrics.shards[ctx.id];
+        m.ring_items.set(ctx.inbox.len() as i64);
         let failed = shared.fanout.failed.shard(ctx.id);
         for _ in 0..RING_BATCH {
             let Some(item) = ctx.inbox.pop() else { break };

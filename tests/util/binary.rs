@@ -1,5 +1,5 @@
-//! The real `fanline` binary started with a config file (`--config`), on OS-chosen loopback
-//! ports, its JSON log captured; killed (and the file removed) on drop.
+//! The real `fanline` binary (with a config file, or under a wrapper such as `prlimit`) on
+//! OS-chosen loopback ports, its JSON log captured; killed (and its file removed) on drop.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -18,14 +18,17 @@ pub struct Gateway {
     pub admin: SocketAddr,
     /// Every JSON log line so far.
     pub log: Arc<Mutex<Vec<Value>>>,
-    pub file: PathBuf,
+    /// The config file `--config` names (removed on drop).
+    pub file: Option<PathBuf>,
 }
 
 impl Drop for Gateway {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.file);
+        if let Some(f) = &self.file {
+            let _ = std::fs::remove_file(f);
+        }
     }
 }
 
@@ -36,9 +39,16 @@ fn config_path(tag: &str) -> PathBuf {
 pub fn start(tag: &str, file_text: &str) -> Gateway {
     let file = config_path(tag);
     std::fs::write(&file, file_text).expect("write config");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fanline"))
-        .arg("--config")
-        .arg(&file)
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fanline"));
+    cmd.arg("--config").arg(&file).env_remove("RUST_LOG");
+    spawn(cmd, Some(file))
+}
+
+/// Runs `cmd` (the binary, or a wrapper such as `prlimit … --` that execs it) with OS-chosen
+/// loopback ports, one shard and JSON logs appended, and waits until it is ready. `file` is
+/// removed on drop.
+pub fn spawn(mut cmd: Command, file: Option<PathBuf>) -> Gateway {
+    let mut child = cmd
         .args([
             "--listen",
             "127.0.0.1:0",
@@ -49,7 +59,6 @@ pub fn start(tag: &str, file_text: &str) -> Gateway {
             "--log-format",
             "json",
         ])
-        .env_remove("RUST_LOG")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -105,7 +114,8 @@ impl Gateway {
     /// more than before.
     pub fn reload(&self, file_text: &str, done: impl Fn(&Value) -> bool) {
         let before = self.lines(&done);
-        std::fs::write(&self.file, file_text).expect("rewrite config");
+        let file = self.file.as_ref().expect("started with a config file");
+        std::fs::write(file, file_text).expect("rewrite config");
         let st = Command::new("kill")
             .args(["-HUP", &self.child.id().to_string()])
             .status()
