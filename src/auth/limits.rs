@@ -345,11 +345,6 @@ impl TokenBucket {
         }
     }
 
-    /// From `[limits] inbound_msgs_per_s` / `inbound_burst`.
-    pub fn from_limits(cfg: &LimitsConfig) -> Self {
-        TokenBucket::new(cfg.inbound_msgs_per_s, cfg.inbound_burst)
-    }
-
     /// Takes one token if available.
     pub fn allow(&mut self, now: Instant) -> bool {
         if self.rate == 0.0 {

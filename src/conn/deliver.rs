@@ -101,7 +101,10 @@ mod tests {
                 permit: limiter.try_acquire(ip).expect("permit"),
                 client_ip: ip,
                 identity_permit: None,
-                bucket: crate::auth::TokenBucket::from_limits(&limits),
+                bucket: crate::auth::TokenBucket::new(
+                    limits.inbound_msgs_per_s,
+                    limits.inbound_burst,
+                ),
             },
             dropped: 0,
             failed: 0,
