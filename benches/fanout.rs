@@ -31,8 +31,7 @@ fn event(size: usize) -> Arc<Event> {
 }
 
 fn ring(c: &mut Criterion) {
-    let poll = mio::Poll::new().unwrap();
-    let waker = mio::Waker::new(poll.registry(), mio::Token(0)).unwrap();
+    let waker = fanline::io::Waker::new().expect("waker");
     let inbox = ShardInbox::new(65_536, waker);
     let ev = event(64);
     let mut g = c.benchmark_group("ring");

@@ -65,8 +65,7 @@ fn main() -> anyhow::Result<()> {
     p.flush(Duration::from_secs(60))?;
     eprintln!("produced {n} records of ~{size} B in {:?}", t0.elapsed());
 
-    let poll = mio::Poll::new()?;
-    let waker = mio::Waker::new(poll.registry(), mio::Token(0))?;
+    let waker = fanline::io::Waker::new()?;
     let inbox = Arc::new(ShardInbox::new(1 << 16, waker));
     let fanout = Arc::new(Fanout::new(vec![inbox.clone()]));
     for s in 0..16 {

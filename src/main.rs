@@ -25,6 +25,10 @@ struct Args {
     /// Reactor shards (default: one per core).
     #[arg(long)]
     shards: Option<usize>,
+    /// The shards' I/O backend: epoll or uring (falls back to epoll where io_uring is
+    /// unavailable).
+    #[arg(long)]
+    io_backend: Option<String>,
     /// Add a WebSocket echo route at this path (conformance suites).
     #[arg(long)]
     echo_path: Option<String>,
@@ -48,6 +52,7 @@ fn main() {
     flag("FANLINE_KAFKA_BROKERS", args.kafka_brokers);
     flag("FANLINE_TESTING_ECHO_PATH", args.echo_path);
     flag("FANLINE_LOG_FORMAT", args.log_format);
+    flag("FANLINE_SERVER_IO_BACKEND", args.io_backend);
     if let Some(n) = args.shards {
         env.push(("FANLINE_SERVER_SHARDS".into(), n.to_string()));
     }

@@ -16,7 +16,7 @@ use crate::config::Config;
 use crate::fanout::{Fanout, Publisher, ShardInbox, snapshot::MAX_SHARDS};
 use crate::ingest::{IngestStatus, PublishSink, ReplayBuffer, spawn_ingest};
 use crate::metrics::Metrics;
-use crate::shard::{Shard, WAKER};
+use crate::shard::Shard;
 use crate::state::ServerState;
 
 pub use crate::reload::{LogHook, LogReload, ReloadError, Reloaded};
@@ -76,14 +76,20 @@ impl Server {
             "server.shards: at most {MAX_SHARDS} shards"
         );
         let metrics = Arc::new(Metrics::new(n));
-        let mut polls = Vec::with_capacity(n);
+        let mut backends = Vec::with_capacity(n);
         let mut inboxes = Vec::with_capacity(n);
-        for _ in 0..n {
-            let poll = mio::Poll::new().context("creating a poll")?;
-            let waker = mio::Waker::new(poll.registry(), WAKER).context("creating a waker")?;
+        let kind = match cfg.server.io_backend {
+            crate::config::IoBackend::Epoll => crate::io::Kind::Epoll,
+            crate::config::IoBackend::Uring => crate::io::Kind::Uring,
+        };
+        for i in 0..n {
+            let waker = crate::io::Waker::new().context("creating a waker")?;
+            let backend = crate::io::Backend::open(kind, &waker, i)
+                .context("opening the shard's I/O backend")?;
             inboxes.push(Arc::new(ShardInbox::new(cfg.server.ring_capacity, waker)));
-            polls.push(poll);
+            backends.push(backend);
         }
+        let io_backend = backends.first().map_or("epoll", |b| b.kind().name());
         let fanout = Arc::new(Fanout::new(inboxes.clone()));
         let first = crate::io::reuseport_listener(cfg.server.listen)
             .with_context(|| format!("binding server.listen {}", cfg.server.listen))?;
@@ -145,14 +151,14 @@ impl Server {
                 .unwrap_or(0),
         });
         let mut shards = Vec::with_capacity(n);
-        for (i, (poll, listener)) in polls.into_iter().zip(listeners).enumerate() {
+        for (i, (backend, listener)) in backends.into_iter().zip(listeners).enumerate() {
             let listener = crate::shard::Listener {
                 socket: listener,
                 tls: main_is_tls,
             };
             let shard = Shard::new(
                 i,
-                poll,
+                backend,
                 listener,
                 tls_listeners.next(),
                 inboxes[i].clone(),
@@ -167,7 +173,7 @@ impl Server {
         }
         let admin = Admin::spawn(cfg.server.admin_listen, shared.clone(), sink.clone())
             .with_context(|| format!("binding server.admin_listen {}", cfg.server.admin_listen))?;
-        tracing::info!(listen = %local_addr, tls = ?tls_addr, admin = %admin.addr, shards = n, "fanline started");
+        tracing::info!(listen = %local_addr, tls = ?tls_addr, admin = %admin.addr, shards = n, io_backend, "fanline started");
         Ok(Server {
             local_addr,
             tls_addr,

@@ -27,9 +27,8 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
 const WAIT: Duration = Duration::from_secs(20);
 
-/// One gateway's ingest side: a real mio waker, one shard inbox, the ingest thread.
+/// One gateway's ingest side: a real eventfd waker, one shard inbox, the ingest thread.
 struct Gateway {
-    _poll: mio::Poll,
     fanout: Arc<Fanout>,
     inbox: Arc<ShardInbox>,
     status: Arc<IngestStatus>,
@@ -43,8 +42,7 @@ struct Gateway {
 impl Gateway {
     #[track_caller]
     fn start(cfg: Config, channels: &[&str]) -> Gateway {
-        let poll = mio::Poll::new().expect("poll");
-        let waker = mio::Waker::new(poll.registry(), mio::Token(0)).expect("waker");
+        let waker = fanline::io::Waker::new().expect("waker");
         let inbox = Arc::new(ShardInbox::new(1 << 16, waker));
         let fanout = Arc::new(Fanout::new(vec![inbox.clone()]));
         for c in channels {
@@ -66,7 +64,6 @@ impl Gateway {
         )
         .expect("spawn_ingest");
         let gw = Gateway {
-            _poll: poll,
             fanout,
             inbox,
             status,

@@ -44,6 +44,9 @@ pub struct ServerConfig {
     pub admin_listen: SocketAddr,
     /// Reactor shards; 0 = one per core. Default 0.
     pub shards: usize,
+    /// The shards' I/O backend (SPEC §1): `epoll` or `uring` (falls back to epoll, with a
+    /// WARN line, where io_uring is unavailable). Default: [`IoBackend::DEFAULT`].
+    pub io_backend: IoBackend,
     /// WebSocket upgrade paths. Default `["/v1/ws"]`.
     pub ws_paths: Vec<String>,
     /// Protocol ping interval; a peer silent for 1.5× this is closed with 1001. Default 20000.
@@ -67,6 +70,7 @@ impl Default for ServerConfig {
             listen: "0.0.0.0:8080".parse().expect("static addr"),
             admin_listen: "127.0.0.1:9091".parse().expect("static addr"),
             shards: 0,
+            io_backend: IoBackend::from_env_or_default(),
             ws_paths: vec!["/v1/ws".into()],
             heartbeat_ms: 20_000,
             upgrade_timeout_ms: 10_000,
@@ -74,6 +78,41 @@ impl Default for ServerConfig {
             ring_capacity: 65_536,
             admin_token: None,
             demo: true,
+        }
+    }
+}
+
+/// `server.io_backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IoBackend {
+    /// Readiness (mio, edge-triggered): one writev per connection per turn.
+    Epoll,
+    /// Completions (io_uring): every send of a turn in one `io_uring_enter`, multishot accept
+    /// and receive from a provided-buffer ring.
+    #[serde(alias = "io_uring")]
+    Uring,
+}
+
+impl IoBackend {
+    /// The measured faster backend on this machine (perf/RESULTS.md, "epoll vs uring").
+    pub const DEFAULT: IoBackend = IoBackend::Epoll;
+
+    pub fn name(self) -> &'static str {
+        match self {
+            IoBackend::Epoll => "epoll",
+            IoBackend::Uring => "uring",
+        }
+    }
+
+    /// [`IoBackend::DEFAULT`], or `FANLINE_SERVER_IO_BACKEND` when it names a backend: a
+    /// configuration built in code (tests, embedders) follows the same env key as a loaded
+    /// one, so the whole test suite runs on either backend.
+    pub fn from_env_or_default() -> IoBackend {
+        match std::env::var("FANLINE_SERVER_IO_BACKEND").as_deref() {
+            Ok("uring" | "io_uring" | "\"uring\"" | "\"io_uring\"") => IoBackend::Uring,
+            Ok("epoll" | "\"epoll\"") => IoBackend::Epoll,
+            _ => IoBackend::DEFAULT,
         }
     }
 }

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use mio::net::TcpStream;
+use std::net::TcpStream;
 
 use crate::conn::outbox::Outbox;
 use crate::event::Event;

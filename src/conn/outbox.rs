@@ -475,7 +475,7 @@ impl Outbox {
 
     /// Every queued frame's bytes in write order: a torn event head, the control lane, the
     /// event lane. The first starts at `head_offset`.
-    fn ordered(&self) -> impl Iterator<Item = &Bytes> {
+    pub fn ordered(&self) -> impl Iterator<Item = &Bytes> {
         let enc = self.encoding();
         let torn = usize::from(self.torn_event());
         self.events
@@ -484,6 +484,11 @@ impl Outbox {
             .map(move |q| q.bytes(enc))
             .chain(self.control.iter().map(|c| &c.bytes))
             .chain(self.events.iter().skip(torn).map(move |q| q.bytes(enc)))
+    }
+
+    /// Bytes of the first frame of [`Outbox::ordered`] already written.
+    pub fn head_offset(&self) -> usize {
+        self.head_offset
     }
 
     /// Writes everything queued with ONE writev (up to IOV_MAX frames). Returns bytes written.

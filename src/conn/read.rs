@@ -2,7 +2,7 @@
 //! trusted proxies), the upgrade and session start, then WebSocket bytes into the session.
 //! Moved here from the shard's turn so "a client sent bytes" starts in `conn/`.
 
-use std::io::Read;
+use std::io::Write;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -14,70 +14,57 @@ use super::{Conn, Env, Phase, Session, Transport, session};
 use crate::protocol::server;
 use crate::ws::Decoder;
 
-/// The socket is readable: read (and decrypt) until it would block, handling every chunk.
-pub fn handle_readable(ctx: &mut Env<'_>, key: usize, conn: &mut Conn, scratch: &mut [u8]) {
+/// Bytes the backend read from `conn` (ciphertext on a TLS listener). Returns whether the
+/// connection wants more (false: it is dead, stop reading it). `plain`: the shard's buffer
+/// for decrypted bytes.
+pub fn on_data(
+    ctx: &mut Env<'_>,
+    key: usize,
+    conn: &mut Conn,
+    bytes: &[u8],
+    plain: &mut Vec<u8>,
+) -> bool {
+    if conn.is_dead() {
+        return false;
+    }
+    conn.heard(ctx.now);
     if conn.tls.is_some() {
-        tls_readable(ctx, key, conn, scratch);
-    } else {
-        plain_readable(ctx, key, conn, scratch);
+        tls_data(ctx, key, conn, bytes, plain);
+    } else if conn.is_open() {
+        on_bytes(ctx, key, conn, bytes);
     }
+    !conn.is_dead()
 }
 
-/// Plain TCP: read until the socket would block, handing each chunk to `on_bytes`.
-pub(crate) fn plain_readable(ctx: &mut Env<'_>, key: usize, conn: &mut Conn, scratch: &mut [u8]) {
-    loop {
-        if conn.is_dead() {
-            break;
-        }
-        match (&conn.stream).read(scratch) {
-            Ok(0) => {
-                ctx.kill(key, conn);
-                break;
-            }
-            Ok(n) => {
-                conn.heard(ctx.now);
-                if conn.is_open() {
-                    on_bytes(ctx, key, conn, &scratch[..n]);
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(_) => {
-                ctx.kill(key, conn);
-                break;
-            }
-        }
-    }
-}
-
-/// TLS: read and decrypt until the socket would block; plaintext goes to `on_bytes` exactly
-/// as on plain TCP. A handshake error or bad record counts `tls` and closes the socket.
-pub(crate) fn tls_readable(ctx: &mut Env<'_>, key: usize, conn: &mut Conn, scratch: &mut [u8]) {
+/// TLS: decrypt `bytes`; plaintext goes to `on_bytes` exactly as on plain TCP. A handshake
+/// error or bad record counts `tls` and closes the socket (after a best-effort alert).
+fn tls_data(ctx: &mut Env<'_>, key: usize, conn: &mut Conn, bytes: &[u8], plain: &mut Vec<u8>) {
     let Some(mut tls) = conn.tls.take() else {
         return;
     };
-    loop {
-        if conn.is_dead() {
-            break;
-        }
-        let pull = tls.pull(&conn.stream);
+    if plain.is_empty() {
+        plain.resize(16 * 1024, 0);
+    }
+    let mut rest = bytes;
+    while !conn.is_dead() {
+        let pull = tls.pull(&mut rest);
         match pull {
             Pull::Data | Pull::DataThenClosed => {
-                conn.heard(ctx.now);
-                while let Some(n) = tls.read_plain(scratch) {
+                while let Some(n) = tls.read_plain(plain) {
                     if conn.is_open() {
-                        on_bytes(ctx, key, conn, &scratch[..n]);
+                        on_bytes(ctx, key, conn, &plain[..n]);
                     }
                 }
                 if pull == Pull::DataThenClosed {
                     ctx.kill(key, conn);
                 }
             }
-            Pull::WouldBlock => break,
+            Pull::Empty => break,
             Pull::Closed => ctx.kill(key, conn),
             Pull::Rejected => {
                 ctx.metrics().reject("tls");
                 tracing::info!(remote = %conn.remote, "tls handshake or record error; closing");
+                let _ = (&conn.stream).write(&tls.alert());
                 ctx.kill(key, conn);
             }
         }

@@ -1,10 +1,11 @@
 //! TLS (rustls) for one connection, sans-I/O around the shard's socket calls.
 //!
-//! Owns a `rustls::ServerConnection`. Reads: [`TlsConn::pull`] pulls ciphertext from the
-//! socket (`read_tls`), decrypts it (`process_new_packets`) and [`TlsConn::read_plain`] hands plaintext to
-//! the same `on_bytes` path plain TCP uses. Writes: [`TlsConn::flush`] moves outbox frames into
-//! rustls's plaintext writer (one vectored call, so frames coalesce into few records) and sends
-//! ciphertext with `write_tls` (itself a vectored write), repeating only while the socket takes
+//! Owns a `rustls::ServerConnection`. Reads: [`TlsConn::pull`] takes ciphertext the shard's
+//! backend read (`read_tls` from a slice), decrypts it (`process_new_packets`) and
+//! [`TlsConn::read_plain`] hands plaintext to the same `on_bytes` path plain TCP uses. Writes:
+//! [`TlsConn::flush`] moves outbox frames into rustls's plaintext writer (one vectored call, so
+//! frames coalesce into few records), takes the ciphertext out (`write_tls`) as one `Bytes` and
+//! hands it to the backend's send like any frame, repeating only while the backend takes
 //! everything. rustls's own buffer limit (64 KiB) bounds what leaves the outbox, so the outbox
 //! keeps its caps and drop-oldest policy under TLS too.
 //!
@@ -15,13 +16,14 @@
 use std::io::{self, IoSlice, Read, Write};
 use std::sync::Arc;
 
-use mio::net::TcpStream;
+use bytes::{Buf, Bytes};
 use rustls::ServerConnection;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::config::TlsConfig;
 use crate::conn::outbox::Outbox;
+use crate::io::Sent;
 
 /// Frames offered to rustls's writer per vectored call.
 const MAX_SLICES: usize = 64;
@@ -75,9 +77,9 @@ pub enum Pull {
     Data,
     /// As `Data`, and the peer sent close_notify: drain plaintext, then remove the connection.
     DataThenClosed,
-    /// The socket has no more bytes for now.
-    WouldBlock,
-    /// TCP EOF or a socket error: remove the connection.
+    /// All the ciphertext given was taken.
+    Empty,
+    /// rustls refused more ciphertext: remove the connection.
     Closed,
     /// A handshake error or a bad record: count `handshake_rejected{reason="tls"}` and remove.
     Rejected,
@@ -88,6 +90,8 @@ pub enum Pull {
 pub struct TlsConn {
     conn: ServerConnection,
     close_notify_sent: bool,
+    /// Ciphertext taken out of rustls that the backend has not taken yet.
+    pending: Option<Bytes>,
 }
 
 impl TlsConn {
@@ -95,12 +99,13 @@ impl TlsConn {
         Ok(TlsConn {
             conn: ServerConnection::new(cfg)?,
             close_notify_sent: false,
+            pending: None,
         })
     }
 
     /// Ciphertext (handshake messages, records, alerts) is waiting for the socket.
     pub fn wants_write(&self) -> bool {
-        self.conn.wants_write()
+        self.conn.wants_write() || self.pending.is_some()
     }
 
     /// The handshake is still in progress.
@@ -108,28 +113,33 @@ impl TlsConn {
         self.conn.is_handshaking()
     }
 
-    /// Reads ciphertext once from the socket and decrypts it. After `Data`, drain plaintext
-    /// with [`TlsConn::read_plain`] before pulling again.
-    pub fn pull(&mut self, mut stream: &TcpStream) -> Pull {
-        loop {
-            match self.conn.read_tls(&mut stream) {
-                Ok(0) => return Pull::Closed,
-                Ok(_) => break,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Pull::WouldBlock,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => return Pull::Closed,
-            }
+    /// Takes ciphertext from the front of `bytes` (as much as rustls accepts at once) and
+    /// decrypts it. After `Data`, drain plaintext with [`TlsConn::read_plain`] before pulling
+    /// the rest.
+    pub fn pull(&mut self, bytes: &mut &[u8]) -> Pull {
+        if bytes.is_empty() {
+            return Pull::Empty;
+        }
+        match self.conn.read_tls(bytes) {
+            Ok(0) => return Pull::Empty,
+            Ok(_) => {}
+            Err(_) => return Pull::Closed,
         }
         match self.conn.process_new_packets() {
             Ok(state) if state.peer_has_closed() => Pull::DataThenClosed,
             Ok(_) => Pull::Data,
             Err(e) => {
                 tracing::debug!("tls: {e}");
-                // Best effort: send the alert rustls queued; the caller closes the socket.
-                let _ = self.conn.write_tls(&mut stream);
                 Pull::Rejected
             }
         }
+    }
+
+    /// The alert rustls queued after a rejected record (best effort, before closing).
+    pub fn alert(&mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let _ = self.conn.write_tls(&mut out);
+        out
     }
 
     /// Copies decrypted bytes into `buf`; `None` when there are none left.
@@ -141,17 +151,32 @@ impl TlsConn {
     }
 
     /// Moves the outbox into rustls (up to its buffer limit), appends close_notify when
-    /// `closing` and the outbox is empty, and writes ciphertext. Repeats only while the socket
-    /// accepts everything offered. Returns (plaintext bytes taken from the outbox, ciphertext
-    /// bytes written, write calls made); `WouldBlock` is not an error.
+    /// `closing` and the outbox is empty, and hands ciphertext to `send` (the backend's send of
+    /// one buffer; `None` asks whether an earlier send is still in flight). Repeats only while
+    /// the backend takes everything. Returns (plaintext bytes taken from the outbox,
+    /// ciphertext bytes sent, send calls made, whether everything is out of our hands).
     pub fn flush(
         &mut self,
         outbox: &mut Outbox,
-        mut stream: &TcpStream,
         closing: bool,
-    ) -> io::Result<(usize, usize, u64)> {
+        mut send: impl FnMut(Option<&Bytes>) -> io::Result<Sent>,
+    ) -> io::Result<(usize, usize, u64, bool)> {
         let (mut plain, mut wire, mut calls) = (0, 0, 0);
         loop {
+            if let Some(p) = &mut self.pending {
+                calls += 1;
+                let sent = send(Some(p))?;
+                wire += sent.taken();
+                p.advance(sent.taken().min(p.len()));
+                if p.is_empty() {
+                    self.pending = None;
+                }
+                match sent {
+                    Sent::Wait(_) => return Ok((plain, wire, calls, false)),
+                    Sent::Ready(_) if self.pending.is_some() => continue,
+                    Sent::Ready(_) => {}
+                }
+            }
             if !outbox.is_empty() && !self.conn.is_handshaking() {
                 let slices: Vec<IoSlice<'_>> = outbox.slices().take(MAX_SLICES).collect();
                 let n = self.conn.writer().write_vectored(&slices)?;
@@ -164,24 +189,17 @@ impl TlsConn {
                 self.conn.send_close_notify();
             }
             if !self.conn.wants_write() {
-                return Ok((plain, wire, calls));
+                let idle = matches!(send(None)?, Sent::Ready(_));
+                return Ok((plain, wire, calls, idle && outbox.is_empty()));
             }
-            calls += 1;
-            match self.conn.write_tls(&mut stream) {
-                Ok(0) => return Ok((plain, wire, calls)),
-                Ok(n) => wire += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    return Ok((plain, wire, calls));
+            let mut out = Vec::with_capacity(16 * 1024);
+            while self.conn.wants_write() {
+                if self.conn.write_tls(&mut out)? == 0 {
+                    break;
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
             }
+            self.pending = Some(Bytes::from(out));
         }
-    }
-
-    /// Everything (outbox included) reached the socket.
-    pub fn all_written(&self, outbox: &Outbox) -> bool {
-        outbox.is_empty() && !self.conn.wants_write()
     }
 }
 

@@ -167,8 +167,7 @@ mod tests {
 
     #[test]
     fn a_ring_full_gap_is_delivered_without_a_further_event() {
-        let poll = mio::Poll::new().expect("poll");
-        let waker = mio::Waker::new(poll.registry(), mio::Token(0)).expect("waker");
+        let waker = crate::io::Waker::new().expect("waker");
         let inbox = Arc::new(ShardInbox::new(2, waker));
         let fanout = Arc::new(Fanout::new(vec![inbox.clone()]));
         fanout.subscriptions.set("c", 0, true);

@@ -29,12 +29,12 @@ pub enum RingItem {
 #[derive(Debug)]
 pub struct ShardInbox {
     queue: ArrayQueue<RingItem>,
-    waker: mio::Waker,
+    waker: crate::io::Waker,
     notified: AtomicBool,
 }
 
 impl ShardInbox {
-    pub fn new(capacity: usize, waker: mio::Waker) -> ShardInbox {
+    pub fn new(capacity: usize, waker: crate::io::Waker) -> ShardInbox {
         ShardInbox {
             queue: ArrayQueue::new(capacity),
             waker,

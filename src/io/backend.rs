@@ -61,6 +61,9 @@ pub enum Event<'a> {
         stream: TcpStream,
         remote: SocketAddr,
     },
+    /// Accepting on listener `listener` failed (EMFILE, ENFILE, ENOMEM …). The backend
+    /// accepts on it again only after [`Backend::retry_accept`].
+    AcceptFailed { listener: usize, error: io::Error },
     /// Bytes read from `key`. The callback returns whether it wants more bytes from this
     /// socket in this poll (false: the connection is dead, stop reading it).
     Data { key: usize, bytes: &'a [u8] },
@@ -148,6 +151,23 @@ impl Backend {
         match self {
             Backend::Epoll(b) => b.add_listener(idx, listener),
             Backend::Uring(b) => b.add_listener(idx, listener),
+        }
+    }
+
+    /// One `accept(2)` on listener `idx` now, outside the poll (shedding the backlog when out
+    /// of descriptors). The stream is blocking: answer and close it.
+    pub fn accept_now(&mut self, idx: usize) -> io::Result<(TcpStream, SocketAddr)> {
+        match self {
+            Backend::Epoll(b) => b.accept_now(idx),
+            Backend::Uring(b) => b.accept_now(idx),
+        }
+    }
+
+    /// Accepts on listener `idx` again after [`Event::AcceptFailed`] (at the next poll).
+    pub fn retry_accept(&mut self, idx: usize) {
+        match self {
+            Backend::Epoll(b) => b.retry_accept(idx),
+            Backend::Uring(b) => b.retry_accept(idx),
         }
     }
 

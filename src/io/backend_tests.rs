@@ -10,7 +10,7 @@ use bytes::Bytes;
 use super::{Backend, Event, Kind, Sent};
 use crate::io::Waker;
 
-/// One event, owned: ("accept"|"data"|"closed"|"writable", key, bytes).
+/// One event, owned: ("accept"|"accept_failed"|"data"|"closed"|"writable", key, bytes).
 type Got = (&'static str, usize, Vec<u8>);
 
 fn poll(b: &mut Backend, t: Duration) -> (Vec<Got>, Vec<TcpStream>) {
@@ -26,6 +26,7 @@ fn poll(b: &mut Backend, t: Duration) -> (Vec<Got>, Vec<TcpStream>) {
             }
             Event::Data { key, bytes } => got.push(("data", key, bytes.to_vec())),
             Event::Closed { key } => got.push(("closed", key, Vec::new())),
+            Event::AcceptFailed { listener, .. } => got.push(("accept_failed", listener, vec![])),
             Event::Writable { key } => got.push(("writable", key, Vec::new())),
         }
         true

@@ -28,6 +28,8 @@ pub struct Epoll {
     events: Events,
     waker: Waker,
     listeners: Vec<Option<TcpListener>>,
+    /// Listeners to accept on at the next poll whatever their readiness (after a failure).
+    retry: Vec<usize>,
     /// Connection key → its fd (-1: none), to read on a readiness event.
     fds: Vec<RawFd>,
     scratch: Box<[u8]>,
@@ -44,6 +46,7 @@ impl Epoll {
             events: Events::with_capacity(1024),
             waker: waker.clone(),
             listeners: Vec::new(),
+            retry: Vec::new(),
             fds: Vec::new(),
             scratch: vec![0u8; SCRATCH].into_boxed_slice(),
             iov: IoVecs::default(),
@@ -64,6 +67,21 @@ impl Epoll {
         }
         self.listeners[idx] = Some(l);
         Ok(())
+    }
+
+    pub fn accept_now(&mut self, idx: usize) -> io::Result<(TcpStream, std::net::SocketAddr)> {
+        match self.listeners.get(idx) {
+            Some(Some(l)) => l.accept().map(|(s, a)| (TcpStream::from(s), a)),
+            _ => Err(io::Error::from(io::ErrorKind::NotFound)),
+        }
+    }
+
+    /// Edge-triggered readiness will not fire again for a backlog already pending: accept on
+    /// `idx` at the next poll.
+    pub fn retry_accept(&mut self, idx: usize) {
+        if !self.retry.contains(&idx) {
+            self.retry.push(idx);
+        }
     }
 
     pub fn close_listeners(&mut self) {
@@ -125,10 +143,14 @@ impl Epoll {
             events,
             waker,
             listeners,
+            retry,
             fds,
             scratch,
             ..
         } = self;
+        for idx in retry.drain(..) {
+            accept_all(idx, listeners, &mut on);
+        }
         for ev in events.iter() {
             let Token(t) = ev.token();
             if ev.token() == WAKE {
@@ -151,8 +173,8 @@ impl Epoll {
     }
 }
 
-/// Accepts until the backlog is empty. EMFILE and friends: logged, the rest waits for the next
-/// connection's edge.
+/// Accepts until the backlog is empty. EMFILE and friends: reported; the caller decides when
+/// to try again ([`Epoll::retry_accept`]).
 fn accept_all(
     idx: usize,
     listeners: &mut [Option<TcpListener>],
@@ -172,8 +194,11 @@ fn accept_all(
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                tracing::warn!("accept failed: {e}");
+            Err(error) => {
+                on(Event::AcceptFailed {
+                    listener: idx,
+                    error,
+                });
                 return;
             }
         }

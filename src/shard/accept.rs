@@ -6,14 +6,13 @@
 //!   (EMFILE/ENFILE). Accept then fails while the backlog stays pending, and with
 //!   edge-triggered readiness nothing would retry it until a new client arrives. Instead the
 //!   reserve is closed, one pending connection is accepted, answered 503 (best effort) and
-//!   closed, the reserve reopened, and the accept loop goes on: the backlog is shed in the
+//!   closed, the reserve reopened, and so on until the backlog is empty: it is shed in the
 //!   same turn. When even that fails the shard retries after [`RETRY`], arrival or not.
 
 use std::fs::File;
 use std::io;
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
-
-use mio::net::TcpListener;
 
 use super::Ctx;
 
@@ -56,15 +55,21 @@ impl FdReserve {
         }
     }
 
-    /// Frees the reserve, accepts one pending connection from `listener` and closes it (a
-    /// plain one is answered 503 first), then takes the reserve back.
-    pub(super) fn shed(&mut self, listener: &TcpListener, tls: bool, ctx: &Ctx) -> Shed {
+    /// Frees the reserve, accepts one pending connection (`accept`: one `accept(2)` on the
+    /// listener) and closes it (a plain one is answered 503 first), then takes the reserve
+    /// back.
+    pub(super) fn shed(
+        &mut self,
+        accept: impl FnOnce() -> io::Result<(TcpStream, SocketAddr)>,
+        tls: bool,
+        ctx: &Ctx,
+    ) -> Shed {
         let Some(file) = self.file.take() else {
             self.file = File::open("/dev/null").ok();
             return Shed::NotNow;
         };
         drop(file);
-        let accepted = listener.accept();
+        let accepted = accept();
         let outcome = match accepted {
             Ok((mut stream, _)) => {
                 if !tls {
@@ -108,8 +113,8 @@ impl FdReserve {
 /// than the caps allow.
 pub(super) fn admit_head(
     ctx: &Ctx,
-    stream: &mut mio::net::TcpStream,
-    remote: std::net::SocketAddr,
+    stream: &mut TcpStream,
+    remote: SocketAddr,
     tls: bool,
 ) -> Option<crate::auth::HeadSlot> {
     let proxy = crate::auth::in_cidrs(ctx.shared.auth.load().trusted_proxies(), remote.ip());

@@ -1,38 +1,35 @@
 //! A shard: one reactor thread owning its listeners (SO_REUSEPORT; plain and/or TLS), a slab of connections, a
-//! timer wheel, a local channel index and the inbox ring fed by ingest.
+//! timer wheel, a local channel index, the inbox ring fed by ingest, and its I/O backend
+//! ([`crate::io::Backend`]: epoll or io_uring; nothing here knows which).
 //!
-//! One turn: poll → accept/read (conn::read) → drain the event ring into outboxes → answer the
-//! admin control queue → fire timers → flush every
-//! dirty connection with ONE writev → remove dead connections. Nothing here takes a lock
-//! shared with another shard; the only cross-thread traffic is the inbox ring, the control queue, the
-//! subscription table (written on first/last local subscriber) and relaxed counters.
+//! One turn: poll (the backend submits last turn's sends and hands over accepts, bytes,
+//! closes and send room) → drain the event ring into outboxes → answer the admin control
+//! queue → fire timers → flush every dirty connection with ONE send → remove dead
+//! connections. Nothing here takes a lock shared with another shard; the only cross-thread
+//! traffic is the inbox ring, the control queue, the subscription table (written on
+//! first/last local subscriber) and relaxed counters.
 
 mod accept;
 pub mod index;
 pub mod timer;
 mod turn;
 
-use std::net::TcpListener as StdListener;
+use std::net::{SocketAddr, TcpListener as StdListener, TcpStream};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use mio::net::TcpListener;
-use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use crate::conn::{Conn, Env};
 use crate::fanout::ShardInbox;
-use crate::io::IoVecs;
+use crate::io::{Backend, Event};
 use crate::metrics::ShardMetrics;
 use crate::state::ServerState;
 use index::ChannelIndex;
 use timer::TimerWheel;
 
-pub(crate) const LISTENER: Token = Token(usize::MAX - 1);
-pub(crate) const WAKER: Token = Token(usize::MAX - 2);
-/// The second (TLS) listener when `tls.listen` is set.
-pub(crate) const TLS_LISTENER: Token = Token(usize::MAX - 3);
 /// Ring items drained per turn before flushing (bounds one turn's latency).
 pub const RING_BATCH: usize = 8192;
 const TIMER_TICK: Duration = Duration::from_millis(50);
@@ -47,7 +44,8 @@ pub struct Ctx {
     pub timers: TimerWheel,
     pub timer_gen: u32,
     pub now: Instant,
-    pub iov: IoVecs,
+    /// Decrypted TLS bytes pass through here (allocated at the first TLS read).
+    pub plain: Vec<u8>,
     pub dirty: Vec<usize>,
     pub dead: Vec<usize>,
     /// Events delivered this turn: when ingest built each, and its record timestamp (ms).
@@ -75,14 +73,41 @@ impl Ctx {
             dead: &mut self.dead,
         }
     }
+
+    /// Queues `key` for this turn's flush (once; never a dead connection).
+    pub fn mark_dirty(&mut self, conns: &mut Slab<Conn>, key: usize) {
+        if let Some(c) = conns.get_mut(key) {
+            crate::conn::mark_dirty(&mut self.dirty, key, c);
+        }
+    }
+
+    /// Arms the connection's timer for its next deadline if it moved earlier or fired.
+    pub fn rearm(&mut self, conns: &mut Slab<Conn>, key: usize) {
+        let hb = Duration::from_millis(self.shared.cfg.server.heartbeat_ms);
+        let slow = Duration::from_secs(self.shared.cfg.limits.slow_consumer_close_s);
+        let Some(c) = conns.get_mut(key) else {
+            return;
+        };
+        let at = c.next_deadline(hb, slow);
+        if matches!(c.timer, Some((t, _)) if t <= at) {
+            return;
+        }
+        self.timer_gen = self.timer_gen.wrapping_add(1);
+        c.timer = Some((at, self.timer_gen));
+        self.timers.arm(key, self.timer_gen, at);
+    }
 }
 
 /// A shard, ready to run on its own thread.
 #[derive(Debug)]
 pub struct Shard {
-    poll: Poll,
-    /// Index 0: `server.listen` (token `LISTENER`); 1: `tls.listen` (token `TLS_LISTENER`).
-    listeners: [Option<Accepting>; 2],
+    backend: Backend,
+    /// Whether listener 0 (`server.listen`) and 1 (`tls.listen`, when set) speak TLS; `None`:
+    /// not listening (absent, or closed by the drain).
+    listeners: [Option<bool>; 2],
+    /// This poll's new connections and accept failures, handled after it.
+    accepted: Vec<(usize, TcpStream, SocketAddr)>,
+    accept_failed: Vec<(usize, std::io::Error)>,
     conns: Slab<Conn>,
     ctx: Ctx,
     drain: Option<Drain>,
@@ -98,12 +123,6 @@ pub struct Listener {
 }
 
 #[derive(Debug)]
-struct Accepting {
-    socket: TcpListener,
-    tls: bool,
-}
-
-#[derive(Debug)]
 struct Drain {
     start: Instant,
     initial: usize,
@@ -111,25 +130,22 @@ struct Drain {
 }
 
 impl Shard {
-    /// Builds shard `id` around its poll (whose waker feeds `inbox`), its `server.listen`
+    /// Builds shard `id` around its backend (whose waker feeds `inbox`), its `server.listen`
     /// listener and, when `tls.listen` is set, its TLS listener.
     pub fn new(
         id: usize,
-        poll: Poll,
+        mut backend: Backend,
         listener: Listener,
         tls_listener: Option<StdListener>,
         inbox: Arc<ShardInbox>,
         shared: Arc<ServerState>,
     ) -> std::io::Result<Shard> {
-        let register = |l: StdListener, token: Token, tls: bool| {
-            let mut socket = TcpListener::from_std(l);
-            poll.registry()
-                .register(&mut socket, token, Interest::READABLE)?;
-            Ok::<_, std::io::Error>(Accepting { socket, tls })
-        };
-        let main = register(listener.socket, LISTENER, listener.tls)?;
+        backend.add_listener(0, listener.socket)?;
         let second = match tls_listener {
-            Some(l) => Some(register(l, TLS_LISTENER, true)?),
+            Some(l) => {
+                backend.add_listener(1, l)?;
+                Some(true)
+            }
             None => None,
         };
         let now = Instant::now();
@@ -138,8 +154,10 @@ impl Shard {
             .set(inbox.capacity() as i64);
         let index = ChannelIndex::new(id, shared.fanout.clone());
         Ok(Shard {
-            poll,
-            listeners: [Some(main), second],
+            backend,
+            listeners: [Some(listener.tls), second],
+            accepted: Vec::new(),
+            accept_failed: Vec::new(),
             conns: Slab::with_capacity(1024),
             ctx: Ctx {
                 id,
@@ -149,7 +167,7 @@ impl Shard {
                 timers: TimerWheel::new(now, TIMER_TICK),
                 timer_gen: 0,
                 now,
-                iov: IoVecs::default(),
+                plain: Vec::new(),
                 dirty: Vec::with_capacity(1024),
                 dead: Vec::new(),
                 turn_events: Vec::with_capacity(1024),
@@ -164,8 +182,10 @@ impl Shard {
 
     /// Runs turns until drained. Returns when every connection is closed after shutdown.
     pub fn run(mut self) {
-        let mut events = Events::with_capacity(1024);
-        let mut scratch = vec![0u8; 64 * 1024].into_boxed_slice();
+        if let Err(e) = self.backend.start() {
+            tracing::error!(shard = self.ctx.id, "starting the I/O backend failed: {e}");
+            return;
+        }
         self.ctx.shared.shards_up.fetch_add(1, Ordering::AcqRel);
         loop {
             let timeout =
@@ -185,35 +205,20 @@ impl Shard {
                         None => t,
                     })
                 };
-            if let Err(e) = self.poll.poll(&mut events, timeout) {
-                if e.kind() == std::io::ErrorKind::Interrupted {
-                    continue;
-                }
-                tracing::error!(shard = self.ctx.id, "poll failed: {e}");
-                break;
-            }
-            self.ctx.now = Instant::now();
-            if self.reserve.retry_at.is_some_and(|at| at <= self.ctx.now) {
+            if self.reserve.retry_at.is_some_and(|at| at <= Instant::now()) {
                 // Out of descriptors last time: try the backlog again, arrival or not.
                 self.reserve.retry_at = None;
-                self.accept(0);
-                self.accept(1);
-            }
-            for ev in events.iter() {
-                match ev.token() {
-                    LISTENER => self.accept(0),
-                    TLS_LISTENER => self.accept(1),
-                    WAKER => {}
-                    Token(key) => {
-                        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-                            self.on_readable(key, &mut scratch);
-                        }
-                        if ev.is_writable() {
-                            self.mark_dirty(key);
-                        }
+                for idx in 0..self.listeners.len() {
+                    if self.listeners[idx].is_some() {
+                        self.backend.retry_accept(idx);
                     }
                 }
             }
+            if let Err(e) = self.poll(timeout) {
+                tracing::error!(shard = self.ctx.id, "poll failed: {e}");
+                break;
+            }
+            self.admit_accepted();
             self.drain_ring();
             self.drain_control();
             self.fire_timers();
@@ -227,92 +232,115 @@ impl Shard {
         tracing::debug!(shard = self.ctx.id, "shard stopped");
     }
 
-    fn accept(&mut self, which: usize) {
-        loop {
-            let Some(listener) = &self.listeners[which] else {
-                return;
+    /// One wait for I/O; bytes go straight to their connection, accepts wait for
+    /// [`Shard::admit_accepted`] (registering needs the backend the poll is using).
+    fn poll(&mut self, timeout: Option<Duration>) -> std::io::Result<()> {
+        let Shard {
+            backend,
+            conns,
+            ctx,
+            accepted,
+            accept_failed,
+            ..
+        } = self;
+        let mut now_set = false;
+        backend.poll(timeout, |ev| {
+            if !now_set {
+                ctx.now = Instant::now();
+                now_set = true;
+            }
+            match ev {
+                Event::Accepted {
+                    listener,
+                    stream,
+                    remote,
+                } => accepted.push((listener, stream, remote)),
+                Event::AcceptFailed { listener, error } => accept_failed.push((listener, error)),
+                Event::Data { key, bytes } => return turn::on_data(ctx, conns, key, bytes),
+                Event::Closed { key } => {
+                    if let Some(c) = conns.get_mut(key) {
+                        c.kill(key, &mut ctx.dead);
+                    }
+                }
+                Event::Writable { key } => ctx.mark_dirty(conns, key),
+            }
+            true
+        })?;
+        self.ctx.now = Instant::now();
+        Ok(())
+    }
+
+    /// Takes this poll's new connections in (head slot, TLS session, slab entry, backend
+    /// registration); out of descriptors, sheds the backlog through the reserve.
+    fn admit_accepted(&mut self) {
+        for (idx, error) in std::mem::take(&mut self.accept_failed) {
+            if !accept::out_of_fds(&error) {
+                tracing::warn!(shard = self.ctx.id, "accept failed: {error}");
+                continue;
+            }
+            let Some(tls) = self.listeners.get(idx).copied().flatten() else {
+                continue;
             };
-            match listener.socket.accept() {
-                Ok((mut stream, remote)) => {
-                    let Some(slot) =
-                        accept::admit_head(&self.ctx, &mut stream, remote, listener.tls)
-                    else {
-                        continue;
-                    };
-                    let _ = stream.set_nodelay(true);
-                    let tls = match (listener.tls, &self.ctx.shared.tls) {
-                        (false, _) => None,
-                        (true, Some(cfg)) => {
-                            match crate::conn::tls::TlsConn::new(cfg.load_full()) {
-                                Ok(t) => Some(Box::new(t)),
-                                Err(e) => {
-                                    tracing::warn!("tls session setup failed: {e}");
-                                    continue;
-                                }
-                            }
-                        }
-                        (true, None) => continue,
-                    };
-                    let entry = self.conns.vacant_entry();
-                    let key = entry.key();
-                    let interest = Interest::READABLE | Interest::WRITABLE;
-                    if let Err(e) = self
-                        .poll
-                        .registry()
-                        .register(&mut stream, Token(key), interest)
-                    {
-                        tracing::warn!("register failed: {e}");
-                        continue;
+            // Shed the pending connections through the reserve descriptor: with nothing to
+            // accept them into, the backlog would otherwise wait for a new arrival.
+            loop {
+                let backend = &mut self.backend;
+                match self
+                    .reserve
+                    .shed(|| backend.accept_now(idx), tls, &self.ctx)
+                {
+                    accept::Shed::One => continue,
+                    accept::Shed::BacklogEmpty => {
+                        self.backend.retry_accept(idx);
+                        break;
                     }
-                    let timeout =
-                        Duration::from_millis(self.ctx.shared.cfg.server.upgrade_timeout_ms);
-                    entry.insert(
-                        Conn::new(stream, remote, self.ctx.now, timeout, tls).holding(slot),
-                    );
-                    self.rearm(key);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) if accept::out_of_fds(&e) => {
-                    // Shed one pending connection through the reserve descriptor and go on:
-                    // edge-triggered, the backlog would otherwise wait for a new arrival.
-                    match self.reserve.shed(&listener.socket, listener.tls, &self.ctx) {
-                        accept::Shed::One => continue,
-                        accept::Shed::BacklogEmpty => return,
-                        accept::Shed::NotNow => {
-                            self.reserve.retry_at = Some(self.ctx.now + accept::RETRY);
-                            return;
-                        }
+                    accept::Shed::NotNow => {
+                        // `run` retries every listener then, arrival or not.
+                        self.reserve.retry_at = Some(self.ctx.now + accept::RETRY);
+                        break;
                     }
-                }
-                Err(e) => {
-                    tracing::warn!(shard = self.ctx.id, "accept failed: {e}");
-                    return;
                 }
             }
         }
+        let mut accepted = std::mem::take(&mut self.accepted);
+        for (idx, mut stream, remote) in accepted.drain(..) {
+            let Some(tls) = self.listeners.get(idx).copied().flatten() else {
+                continue;
+            };
+            let Some(slot) = accept::admit_head(&self.ctx, &mut stream, remote, tls) else {
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let tls = match (tls, &self.ctx.shared.tls) {
+                (false, _) => None,
+                (true, Some(cfg)) => match crate::conn::tls::TlsConn::new(cfg.load_full()) {
+                    Ok(t) => Some(Box::new(t)),
+                    Err(e) => {
+                        tracing::warn!("tls session setup failed: {e}");
+                        continue;
+                    }
+                },
+                (true, None) => continue,
+            };
+            let entry = self.conns.vacant_entry();
+            let key = entry.key();
+            if let Err(e) = self.backend.register(key, stream.as_raw_fd()) {
+                tracing::warn!("register failed: {e}");
+                continue;
+            }
+            let timeout = Duration::from_millis(self.ctx.shared.cfg.server.upgrade_timeout_ms);
+            entry.insert(Conn::new(stream, remote, self.ctx.now, timeout, tls).holding(slot));
+            self.rearm(key);
+        }
+        self.accepted = accepted;
     }
 
     fn mark_dirty(&mut self, key: usize) {
-        if let Some(c) = self.conns.get_mut(key) {
-            crate::conn::mark_dirty(&mut self.ctx.dirty, key, c);
-        }
+        self.ctx.mark_dirty(&mut self.conns, key);
     }
 
-    /// Arms the connection's timer for its next deadline if it moved earlier or fired.
     fn rearm(&mut self, key: usize) {
-        let hb = Duration::from_millis(self.ctx.shared.cfg.server.heartbeat_ms);
-        let slow = Duration::from_secs(self.ctx.shared.cfg.limits.slow_consumer_close_s);
-        let Some(c) = self.conns.get_mut(key) else {
-            return;
-        };
-        let at = c.next_deadline(hb, slow);
-        if matches!(c.timer, Some((t, _)) if t <= at) {
-            return;
-        }
-        self.ctx.timer_gen = self.ctx.timer_gen.wrapping_add(1);
-        c.timer = Some((at, self.ctx.timer_gen));
-        self.ctx.timers.arm(key, self.ctx.timer_gen, at);
+        self.ctx.rearm(&mut self.conns, key);
     }
 
     /// Begins shutdown: stop accepting; connections are closed over the drain window.
@@ -322,11 +350,8 @@ impl Shard {
         }
         let now = self.ctx.now;
         if self.drain.is_none() {
-            for l in &mut self.listeners {
-                if let Some(mut l) = l.take() {
-                    let _ = self.poll.registry().deregister(&mut l.socket);
-                }
-            }
+            self.listeners = [None, None];
+            self.backend.close_listeners();
             self.drain = Some(Drain {
                 start: now,
                 initial: self.conns.len(),

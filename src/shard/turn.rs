@@ -1,13 +1,17 @@
 //! The steps of one reactor turn: read, drain the ring, fire timers, flush, remove.
 
+use std::os::fd::AsRawFd;
 use std::time::Duration;
+
+use slab::Slab;
 
 use super::{Ctx, RING_BATCH, Shard};
 use crate::conn::deliver::{Caps, Delivery, deliver};
-use crate::conn::outbox::{Flushed, Frame};
+use crate::conn::outbox::Frame;
 use crate::conn::{Conn, Life, Phase, Ping, Transport, mark_dirty, read, session};
 use crate::fanout::RingItem;
 use crate::fanout::failed::Reason;
+use crate::io::{Backend, Sent};
 use crate::protocol::server;
 use crate::state::{AdminQuery, ControlQueue};
 
@@ -16,19 +20,47 @@ fn kill(ctx: &mut Ctx, key: usize, conn: &mut Conn) {
     conn.kill(key, &mut ctx.dead);
 }
 
-impl Shard {
-    pub(super) fn on_readable(&mut self, key: usize, scratch: &mut [u8]) {
-        let Shard { conns, ctx, .. } = self;
-        let Some(conn) = conns.get_mut(key) else {
-            return;
-        };
-        read::handle_readable(&mut ctx.env(), key, conn, scratch);
-        if conn.wants_flush() {
-            self.mark_dirty(key);
-        }
-        self.rearm(key);
+/// Bytes the backend read for `key`: into the connection; queue a flush and move its timer
+/// when it answered. Returns whether the connection wants more bytes.
+pub(super) fn on_data(ctx: &mut Ctx, conns: &mut Slab<Conn>, key: usize, bytes: &[u8]) -> bool {
+    let Some(conn) = conns.get_mut(key) else {
+        return false;
+    };
+    let mut plain = std::mem::take(&mut ctx.plain);
+    let more = read::on_data(&mut ctx.env(), key, conn, bytes, &mut plain);
+    ctx.plain = plain;
+    if conn.wants_flush() {
+        ctx.mark_dirty(conns, key);
     }
+    ctx.rearm(conns, key);
+    more
+}
 
+/// Hands `conn`'s queued frames to the backend until it must wait or the queue is empty.
+/// Returns (bytes taken, send calls made, whether everything is out of our hands: queue
+/// empty and no send in flight).
+fn send_outbox(
+    backend: &mut Backend,
+    key: usize,
+    conn: &mut Conn,
+) -> std::io::Result<(usize, u64, bool)> {
+    let fd = conn.stream.as_raw_fd();
+    let (mut taken, mut calls) = (0, 0);
+    loop {
+        calls += u64::from(!conn.outbox.is_empty());
+        let sent = backend.send(key, fd, conn.outbox.head_offset(), conn.outbox.ordered())?;
+        conn.outbox.consume(sent.taken());
+        taken += sent.taken();
+        match sent {
+            Sent::Ready(_) if conn.outbox.is_empty() => return Ok((taken, calls, true)),
+            // More frames than one send takes (IOV_MAX) and the socket has room.
+            Sent::Ready(n) if n > 0 => continue,
+            Sent::Ready(_) | Sent::Wait(_) => return Ok((taken, calls, false)),
+        }
+    }
+}
+
+impl Shard {
     pub(super) fn drain_ring(&mut self) {
         let Shard { conns, ctx, .. } = self;
         ctx.inbox.begin_drain();
@@ -277,30 +309,32 @@ impl Shard {
                 overflowing = s.overflow_since.is_some();
             }
             let shut = conn.shut_pending();
+            let backend = &mut self.backend;
             let all_written = if let Some(tls) = &mut conn.tls {
-                match tls.flush(&mut conn.outbox, &conn.stream, shut) {
-                    Ok((plain, wire, calls)) => {
+                let fd = conn.stream.as_raw_fd();
+                let send = |b: Option<&bytes::Bytes>| backend.send(key, fd, 0, b.into_iter());
+                match tls.flush(&mut conn.outbox, shut, send) {
+                    Ok((plain, wire, calls, done)) => {
                         m.writev_calls.add(calls);
                         m.bytes_written.add(wire as u64);
                         ctx.outbox_bytes -= plain as i64;
+                        done
                     }
                     Err(_) => {
                         kill(ctx, key, conn);
                         continue;
                     }
                 }
-                tls.all_written(&conn.outbox)
-            } else if conn.outbox.is_empty() {
+            } else if conn.outbox.is_empty() && !shut {
                 true
             } else {
-                m.writev_calls.inc();
-                match conn.outbox.flush(&conn.stream, &mut ctx.iov) {
-                    Ok((n, done)) => {
+                match send_outbox(backend, key, conn) {
+                    Ok((n, calls, done)) => {
+                        m.writev_calls.add(calls);
                         m.bytes_written.add(n as u64);
                         ctx.outbox_bytes -= n as i64;
-                        done == Flushed::All
+                        done
                     }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => false,
                     Err(_) => {
                         kill(ctx, key, conn);
                         continue;
@@ -323,7 +357,7 @@ impl Shard {
                 let _ = conn.stream.shutdown(std::net::Shutdown::Write);
             }
             if overflowing || ping_out {
-                self.rearm(key);
+                self.ctx.rearm(&mut self.conns, key);
             }
         }
         self.ctx.dirty = dirty;
@@ -349,6 +383,8 @@ impl Shard {
             let Some(mut conn) = self.conns.try_remove(key) else {
                 continue;
             };
+            // No I/O names `key` past this, so the socket may close when `conn` drops.
+            self.backend.deregister(key, conn.stream.as_raw_fd());
             let ctx = &mut self.ctx;
             session::drop_subscriptions(&mut ctx.env(), key, &mut conn);
             ctx.outbox_bytes -= conn.outbox.bytes() as i64;
@@ -363,7 +399,6 @@ impl Shard {
                 let sent = conn.outbox.events_written();
                 tracing::info!(connection_id = %s.id, remote = %conn.remote, sent, dropped = s.dropped, "disconnected");
             }
-            let _ = self.poll.registry().deregister(&mut conn.stream);
         }
     }
 

@@ -85,8 +85,17 @@ impl Uring {
                 });
             }
         } else if res != -libc::ECANCELED && live {
-            let e = io::Error::from_raw_os_error(-res);
-            tracing::warn!("accept failed: {e}");
+            if !cqueue::more(flags)
+                && let Some(Some((_, state))) = self.listeners.get_mut(idx)
+            {
+                // Re-armed by `retry_accept`, or after ACCEPT_RETRY if nobody asks.
+                *state = Listen::RetryAt(Instant::now() + ACCEPT_RETRY);
+            }
+            on(Event::AcceptFailed {
+                listener: idx,
+                error: io::Error::from_raw_os_error(-res),
+            });
+            return;
         }
         if !cqueue::more(flags)
             && let Some(Some((_, state))) = self.listeners.get_mut(idx)

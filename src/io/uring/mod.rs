@@ -64,6 +64,11 @@ pub struct UringOptions {
     /// CPU per delivery but raised p50/p99 (sends that waited for socket room completed late),
     /// see perf/RESULTS.md.
     pub defer_taskrun: bool,
+    /// Most bytes one send takes off a connection's queue (at least one frame). What it took
+    /// is committed: the caller's queue (its caps, drop-oldest, slow-consumer clock) only sees
+    /// the rest, so this plays the part the socket buffer plays under epoll and keeps a slow
+    /// reader's backlog where the outbox can drop from it.
+    pub max_send_bytes: usize,
 }
 
 impl Default for UringOptions {
@@ -77,6 +82,7 @@ impl Default for UringOptions {
             bufs: 128,
             buf_size: 2048,
             defer_taskrun: false,
+            max_send_bytes: 64 * 1024,
         }
     }
 }
@@ -149,6 +155,7 @@ pub struct Uring {
     /// [`Uring::start`] ran: entries are submitted (only from the polling thread).
     started: bool,
     defer_taskrun: bool,
+    max_send_bytes: usize,
     pub stats: UringStats,
 }
 
@@ -222,6 +229,7 @@ impl Uring {
             stats: UringStats::default(),
             started: false,
             defer_taskrun: o.defer_taskrun,
+            max_send_bytes: o.max_send_bytes.max(1),
         };
         u.arm_wake();
         Ok(u)
@@ -343,6 +351,23 @@ impl Uring {
         self.listeners[idx] = Some((l, Listen::Armed));
         self.arm_accept(idx);
         Ok(())
+    }
+
+    pub fn accept_now(
+        &mut self,
+        idx: usize,
+    ) -> io::Result<(std::net::TcpStream, std::net::SocketAddr)> {
+        match self.listeners.get(idx) {
+            Some(Some((l, _))) => l.accept(),
+            _ => Err(io::Error::from(io::ErrorKind::NotFound)),
+        }
+    }
+
+    /// Re-arms the multishot accept on `idx` at the next poll when a failure ended it.
+    pub fn retry_accept(&mut self, idx: usize) {
+        if let Some(Some((_, state @ Listen::RetryAt(_)))) = self.listeners.get_mut(idx) {
+            *state = Listen::RetryAt(Instant::now());
+        }
     }
 
     pub fn close_listeners(&mut self) {

@@ -49,6 +49,9 @@ impl Uring {
         let mut b = self.spare.pop().unwrap_or_default();
         let mut total = 0;
         for (i, f) in frames.take(IOV_MAX).enumerate() {
+            if total >= self.max_send_bytes {
+                break;
+            }
             let f = if i == 0 {
                 f.slice(head.min(f.len())..)
             } else {

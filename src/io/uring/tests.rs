@@ -14,6 +14,7 @@ use crate::io::{Event, Sent, Waker};
 #[derive(Debug, PartialEq)]
 enum Got {
     Accepted(usize),
+    AcceptFailed(usize),
     Data(usize, Vec<u8>),
     Closed(usize),
     Writable(usize),
@@ -32,6 +33,7 @@ fn poll(u: &mut Uring, timeout: Duration) -> (Vec<Got>, Vec<TcpStream>) {
             }
             Event::Data { key, bytes } => got.push(Got::Data(key, bytes.to_vec())),
             Event::Closed { key } => got.push(Got::Closed(key)),
+            Event::AcceptFailed { listener, .. } => got.push(Got::AcceptFailed(listener)),
             Event::Writable { key } => got.push(Got::Writable(key)),
         }
         true
@@ -131,7 +133,10 @@ fn multishot_accept_then_recv_and_send() {
 
 #[test]
 fn partial_send_resubmits_the_rest_in_order() {
-    let mut u = uring(UringOptions::default());
+    let mut u = uring(UringOptions {
+        max_send_bytes: usize::MAX, // one send of all 1,000 frames
+        ..UringOptions::default()
+    });
     let (s, mut c) = pair();
     socket2::SockRef::from(&s)
         .set_send_buffer_size(4096)
@@ -360,4 +365,39 @@ fn defer_taskrun_ring_sends_and_receives() {
     let mut b = [0u8; 3];
     c.read_exact(&mut b).unwrap();
     assert_eq!(&b, b"xyz");
+}
+
+#[test]
+fn one_send_takes_at_most_max_send_bytes_and_at_least_one_frame() {
+    let mut u = uring(UringOptions {
+        max_send_bytes: 64 * 1024,
+        ..UringOptions::default()
+    });
+    let (s, mut c) = pair();
+    u.register(1, s.as_raw_fd()).unwrap();
+    let frame = Bytes::from(vec![7u8; 40 * 1024]);
+    let frames = vec![frame.clone(); 4];
+    // 40 KiB < 64 KiB: a second frame goes in; 80 KiB ≥ 64 KiB: the rest stays queued.
+    assert_eq!(
+        u.send(1, s.as_raw_fd(), 0, frames.iter()).unwrap(),
+        Sent::Wait(80 * 1024)
+    );
+    let got = poll_until(&mut u, |g| g.contains(&Got::Writable(1)));
+    assert!(got.contains(&Got::Writable(1)), "{got:?}");
+    // A frame larger than the cap still goes whole.
+    let big = [Bytes::from(vec![9u8; 100 * 1024])];
+    assert_eq!(
+        u.send(1, s.as_raw_fd(), 0, big.iter()).unwrap(),
+        Sent::Wait(100 * 1024)
+    );
+    let reader = std::thread::spawn(move || {
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = vec![0u8; 180 * 1024];
+        c.read_exact(&mut buf).map(|_| buf)
+    });
+    let got = poll_until(&mut u, |g| g.contains(&Got::Writable(1)));
+    assert!(got.contains(&Got::Writable(1)), "{got:?}");
+    let buf = reader.join().unwrap().expect("180 KiB");
+    assert!(buf[..80 * 1024].iter().all(|b| *b == 7));
+    assert!(buf[80 * 1024..].iter().all(|b| *b == 9));
 }
