@@ -26,16 +26,16 @@ step() { # step NAME CMD...: run a gate, count it
     if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); failures+=("$name"); fi
 }
 
-cargo_tests() {
-    local log=target/cargo-test.log
-    cargo test --release --workspace --no-fail-fast 2>&1 | tee "$log"
+cargo_tests() { # cargo_tests BACKEND: the whole cargo suite on that I/O backend
+    local log=target/cargo-test-$1.log
+    FANLINE_SERVER_IO_BACKEND=$1 cargo test --release --workspace --no-fail-fast 2>&1 | tee "$log"
     local rc=${PIPESTATUS[0]}
     local p f
     p=$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | awk '{s+=$4} END {print s+0}')
     f=$(grep -Eo '[0-9]+ failed;' "$log" | awk '{s+=$1} END {print s+0}')
     echo "cargo test: $p passed, $f failed"
     # Named again at the very end (CI shows the tail of the log).
-    failed_tests+=($(grep -E '^test .* \.\.\. FAILED$' "$log" | awk '{print $2}'))
+    failed_tests+=($(grep -E '^test .* \.\.\. FAILED$' "$log" | awk -v l="$log" '{print l ":" $2}'))
     passed=$((passed + p - 1)) # the step itself counts one
     failed=$((failed + f))
     return "$rc"
@@ -44,9 +44,13 @@ cargo_tests() {
 step fmt cargo fmt --all --check
 step clippy cargo clippy --release --workspace --all-targets -- -D warnings
 step build cargo build --release --workspace --all-targets
-step cargo-test cargo_tests
+# Every test and the conformance suite on both I/O backends (a configuration built in code
+# follows FANLINE_SERVER_IO_BACKEND too, see config::IoBackend).
+step cargo-test cargo_tests epoll
+step cargo-test-uring cargo_tests uring
 if [ -z "${QUICK:-}" ]; then
-    step autobahn env FANLINE_BIN=target/release/fanline bash scripts/autobahn.sh
+    step autobahn env FANLINE_BIN=target/release/fanline FANLINE_SERVER_IO_BACKEND=epoll bash scripts/autobahn.sh
+    step autobahn-uring env FANLINE_BIN=target/release/fanline FANLINE_SERVER_IO_BACKEND=uring bash scripts/autobahn.sh
     # docs/openapi.yaml (OpenAPI 3.1), docs/openapi.json generated from it, docs/asyncapi.yaml.
     step api-docs bash scripts/api-docs.sh
     # Alert rules, Prometheus config and dashboard queries (promtool, from Debian's prometheus).
@@ -61,10 +65,10 @@ if [ -z "${QUICK:-}" ]; then
 fi
 if [ ${#failures[@]} -gt 0 ]; then
     echo "failed gates: ${failures[*]}"
-    for t in "${failed_tests[@]}"; do # why each failed (CI shows the tail of the log)
-        echo "--- $t:"
-        awk -v t="---- $t stdout ----" '$0 == t {on = 1; n = 0; next}
-            on && /^---- / {exit} on && n++ < 25' target/cargo-test.log
+    for lt in "${failed_tests[@]}"; do # why each failed (CI shows the tail of the log)
+        echo "--- $lt:"
+        awk -v t="---- ${lt#*:} stdout ----" '$0 == t {on = 1; n = 0; next}
+            on && /^---- / {exit} on && n++ < 25' "${lt%%:*}"
     done
     [ ${#failed_tests[@]} -gt 0 ] && echo "failed tests: ${failed_tests[*]}"
 fi
