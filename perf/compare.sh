@@ -6,7 +6,7 @@
 #   perf/compare.sh --small                    CI smoke: scenario small, < ~2 min once built
 #   perf/compare.sh broadcast-10k idle-10k     named scenarios from perf/scenarios/
 #   perf/compare.sh --all                      every scenario except small (a recording run)
-# Options: --servers "fanline naive uws"   --no-record (do not touch RESULTS.md)
+# Options: --servers "fanline naive uws" (also fanline-epoll, fanline-uring: one backend each)   --no-record (do not touch RESULTS.md)
 #          --runs N (repeat each scenario N times; the table shows every run)
 # Ports: FANLINE_BENCH_WS_PORT (28080), FANLINE_BENCH_ADMIN_PORT (29091).
 # Exit: 0 when every run of a built server completed without loss; 1 when the harness broke
@@ -70,7 +70,7 @@ for sc in "${SCENARIOS[@]}"; do
                 echo "== $tag on $srv" >&2
                 if ! start_server "$srv" "$OUT/$tag-$srv.log"; then
                     notes+=("$srv: not run (did not start; see $(basename "$OUT")/$tag-$srv.log)")
-                    [ "$srv" = fanline ] || STATUS=1
+                    [[ "$srv" == fanline* ]] || STATUS=1
                     continue
                 fi
                 r="${rate#-}"
@@ -85,8 +85,8 @@ for sc in "${SCENARIOS[@]}"; do
                 else
                     notes+=("$srv: no result (exit $rc; see $(basename "$OUT")/$tag-$srv.bench.err)")
                 fi
-                if [ "$rc" -ne 0 ] && [ "$srv" != fanline ] && [ "$sc" = small ]; then STATUS=1; fi
-                [ "$rc" -eq 1 ] || [ "$rc" -eq 3 ] && [ "$srv" != fanline ] && STATUS=1
+                if [ "$rc" -ne 0 ] && [[ "$srv" != fanline* ]] && [ "$sc" = small ]; then STATUS=1; fi
+                [ "$rc" -eq 1 ] || [ "$rc" -eq 3 ] && [[ "$srv" != fanline* ]] && STATUS=1
                 sleep 1
             done
             {

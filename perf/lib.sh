@@ -43,7 +43,7 @@ wait_port() {
 # port_free PORT: nothing listens on 127.0.0.1:PORT.
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-# start_server NAME LOG: starts fanline|naive|uws, sets SERVER_PID; non-zero if it won't come up.
+# start_server NAME LOG: starts fanline[-epoll|-uring]|naive|uws, sets SERVER_PID; non-zero if it won't come up.
 start_server() {
     local name="$1" log="$2" cmd
     port_free "$WS_PORT" && port_free "$ADMIN_PORT" || {
@@ -54,9 +54,14 @@ start_server() {
         # Anonymous access: the benchmark measures fan-out, not auth (FANLINE_AUTH_ANONYMOUS
         # overrides the config's default of false). Set FANLINE_BENCH_TOKEN to test with JWTs.
         # The harness's own FANLINE_BENCH_* port variables are not config keys: unset them.
-        fanline) cmd=(env -u FANLINE_BENCH_WS_PORT -u FANLINE_BENCH_ADMIN_PORT
+        fanline|fanline-epoll|fanline-uring)
+            # fanline-epoll / fanline-uring: the same binary on that I/O backend.
+            local backend=()
+            [ "$name" != fanline ] && backend=(--io-backend "${name#fanline-}")
+            cmd=(env -u FANLINE_BENCH_WS_PORT -u FANLINE_BENCH_ADMIN_PORT
                       "FANLINE_AUTH_ANONYMOUS=${FANLINE_AUTH_ANONYMOUS:-true}" "$FANLINE"
-                      --listen "127.0.0.1:$WS_PORT" --admin-listen "127.0.0.1:$ADMIN_PORT") ;;
+                      --listen "127.0.0.1:$WS_PORT" --admin-listen "127.0.0.1:$ADMIN_PORT"
+                      "${backend[@]}") ;;
         naive) cmd=("$PEERS/release/naive-peer" --listen "127.0.0.1:$WS_PORT" --admin-listen "127.0.0.1:$ADMIN_PORT") ;;
         uws) cmd=("$PEERS/uws-peer" --listen "127.0.0.1:$WS_PORT" --admin-listen "127.0.0.1:$ADMIN_PORT") ;;
         uws-deflate) cmd=("$PEERS/uws-deflate-peer" --listen "127.0.0.1:$WS_PORT" --admin-listen "127.0.0.1:$ADMIN_PORT") ;;
