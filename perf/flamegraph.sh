@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Profiles a server while a scenario runs and renders a flamegraph:
-#   perf/flamegraph.sh SCENARIO [--server fanline|naive|uws] [--secs N] [--delay S]
-# -> perf/out/flamegraph-SCENARIO.svg (plus .folded and a top-25 self-time list on stdout).
+#   perf/flamegraph.sh SCENARIO [--server fanline|fanline-epoll|fanline-uring|naive|uws]
+#                      [--secs N] [--delay S]
+# -> perf/out/flamegraph-SCENARIO[-SERVER].svg (plus .folded and a top-25 self-time list on
+# stdout), and over the same window `perf stat` of the server (task-clock, context switches,
+# migrations, page faults; cycles and instructions where the CPU exposes them) divided by the
+# deliveries the clients counted: perf/out/perfstat-SCENARIO-SERVER.txt.
 #
 # Samples with `perf record -F 999 -g -e cpu-clock -p PID` (hardware counters are not available
 # in this VM; cpu-clock is). Stacks through Rust code without frame pointers are short with
@@ -36,8 +40,10 @@ export PATH="$HOME/.cargo/bin:$PATH"
 
 OUT="$ROOT/perf/out"
 mkdir -p "$OUT"
-DATA="$OUT/perf-$SC.data"
-SVG="$OUT/flamegraph-$SC.svg"
+SUFFIX=""; [ "$SERVER" != fanline ] && SUFFIX="-$SERVER"
+DATA="$OUT/perf-$SC$SUFFIX.data"
+SVG="$OUT/flamegraph-$SC$SUFFIX.svg"
+STAT="$OUT/perfstat-$SC-$SERVER.txt"
 trap 'cleanup; [ -n "${BENCH_PID:-}" ] && kill "$BENCH_PID" 2>/dev/null; true' EXIT
 trap 'exit 130' INT TERM
 
@@ -56,16 +62,35 @@ if [ -z "$DELAY" ]; then
 fi
 sleep "$DELAY"
 echo "== perf record -F 999 -g -p $SERVER_PID for $SECS s" >&2
+perf stat -e task-clock,context-switches,cpu-migrations,page-faults,cycles,instructions \
+    -x, -o "$STAT.raw" -p "$SERVER_PID" -- sleep "$SECS" &
+STAT_PID=$!
 perf record -F 999 -e cpu-clock --call-graph "${PERF_CALLGRAPH:-fp}" -p "$SERVER_PID" \
     -o "$DATA" -- sleep "$SECS" >&2 2>"$OUT/perf-record-$SC.log" || true
+wait "$STAT_PID" || true
 wait "$BENCH_PID" || true
 BENCH_PID=""
 stop_server
-perf script -i "$DATA" 2>/dev/null | inferno-collapse-perf >"$OUT/flamegraph-$SC.folded"
-inferno-flamegraph --title "$SERVER: $SC (cpu-clock, 999 Hz)" \
-    <"$OUT/flamegraph-$SC.folded" >"$SVG"
+FOLDED="$OUT/flamegraph-$SC$SUFFIX.folded"
+perf script -i "$DATA" 2>/dev/null | inferno-collapse-perf >"$FOLDED"
+inferno-flamegraph --title "$SERVER: $SC (cpu-clock, 999 Hz)" <"$FOLDED" >"$SVG"
 echo "wrote $SVG" >&2
+# perf stat per delivery: the clients' delivery rate over the run times the sampled window.
+rate=$(python3 - "$OUT/flamegraph-$SC-$SERVER.json" <<'PY' 2>/dev/null || echo 0
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(r["deliveries"] / r["window_s"] if r.get("window_s") else 0)
+PY
+)
+{
+    echo "perf stat of $SERVER under $SC for $SECS s (load: $(cut -d' ' -f1-3 /proc/loadavg)); deliveries/s seen by the clients: $rate"
+    awk -F, -v secs="$SECS" -v rate="$rate" '$3 != "" {
+        v = $1; ev = $3; d = rate * secs
+        if (v ~ /not/) { printf "%-18s %s\n", ev, v; next }
+        if (d > 0) printf "%-18s %14.0f  %10.4f per delivery\n", ev, v, v / d
+        else printf "%-18s %14.0f\n", ev, v }' "$STAT.raw"
+} | tee "$STAT"
 echo "top self time (leaf frames): weight (cpu-clock ns), share"
 awk '{n=$NF; $NF=""; k=split($0, f, ";"); leaf=f[k]; gsub(/ +$/, "", leaf); s[leaf]+=n; t+=n}
      END {for (l in s) printf "%7d %5.1f%%  %s\n", s[l], 100*s[l]/t, l}' \
-    "$OUT/flamegraph-$SC.folded" | sort -rn | head -25
+    "$FOLDED" | sort -rn | head -25

@@ -7,14 +7,14 @@
 //! reload.rs   SIGHUP: check a re-read config whole, then swap routes, limits, auth, TLS, log level
 //! admin/      admin listener: metrics, stats, connections, publish (never blocks a shard;
 //!             asks shards through their control queue in state.rs)
-//! shard/      one reactor thread per core: mio poll, accept, slab of connections, timer
+//! shard/      one reactor thread per core: I/O backend, accept, slab of connections, timer
 //!             wheel, local channel index (implements conn::Subscriptions); one turn =
 //!             read -> drain event ring -> drain control queue -> timers -> flush -> remove
 //! conn/       one connection end to end, sans-I/O over a `conn::Env` the shard lends per
 //!             call (now, &ServerState, metrics, Subscriptions): read.rs (plain/TLS bytes,
 //!             HTTP head, PROXY v2, upgrade, session start), deliver (the delivery policy:
 //!             filter, resume dedup, drop-oldest, gap), handshake, session, sse, rest,
-//!             tls, outbox (drop-oldest backpressure, one writev per flush)
+//!             tls, outbox (drop-oldest backpressure, one send per flush)
 //! state.rs    ServerState: server-wide read-mostly state and readiness; AdminQuery and the
 //!             per-shard ControlQueue
 //! ingest/     one thread: Kafka records (or direct publishes) -> routes -> Event, replay buffer
@@ -26,7 +26,7 @@
 //! ws/         sans-I/O RFC 6455 codec: decode masked client frames, encode server frames
 //! protocol/   fanline protocol v1: client messages, server messages, filters
 //! io/         the only place that calls libc: writev, socket options, rlimits, the
-//!             epoll and io_uring backends behind one interface (shards run on epoll)
+//!             epoll and io_uring backends behind one interface (`io::Backend`)
 //! metrics.rs  counters: per-shard cache-padded atomics, summed at scrape time
 //! config/     TOML file + FANLINE_* env + flags; [auth] and [kafka]/[[route]] sections
 //! ```

@@ -144,6 +144,7 @@ impl Server {
             control: (0..n).map(|_| crate::state::ControlQueue::new()).collect(),
             draining: AtomicBool::new(false),
             shards_up: AtomicUsize::new(0),
+            io_backend,
             started: Instant::now(),
             started_unix_ms: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)

@@ -86,6 +86,8 @@ pub struct ServerState {
     pub draining: AtomicBool,
     /// Shards whose listener is bound and polling.
     pub shards_up: AtomicUsize,
+    /// The shards' I/O backend in use (`epoll` | `uring`, after any fallback).
+    pub io_backend: &'static str,
     pub started: Instant,
     /// `started` as unix milliseconds (for timestamps in admin answers).
     pub started_unix_ms: i64,

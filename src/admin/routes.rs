@@ -49,7 +49,7 @@ pub fn handle(state: &AdminState, head: &Head<'_, '_>, body: &[u8], close: bool)
             let (status, body) = shared.readiness_answer();
             json(status, body)
         }
-        ("GET", "/v1/version") => json(200, super::info::version()),
+        ("GET", "/v1/version") => json(200, super::info::version(shared)),
         ("GET", "/v1/stats") => {
             let m = &shared.metrics;
             json(
