@@ -87,7 +87,8 @@ PY
     awk -F, -v secs="$SECS" -v rate="$rate" '$3 != "" {
         v = $1; ev = $3; d = rate * secs
         if (v ~ /not/) { printf "%-18s %s\n", ev, v; next }
-        if (d > 0) printf "%-18s %14.0f  %10.4f per delivery\n", ev, v, v / d
+        if (d > 0 && ev == "task-clock") printf "%-18s %14.0f ms  %8.2f us per delivery\n", ev, v, 1000 * v / d
+        else if (d > 0) printf "%-18s %14.0f  %10.4f per delivery\n", ev, v, v / d
         else printf "%-18s %14.0f\n", ev, v }' "$STAT.raw"
 } | tee "$STAT"
 echo "top self time (leaf frames): weight (cpu-clock ns), share"
