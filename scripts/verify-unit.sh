@@ -16,6 +16,12 @@ if [ ! -x /usr/local/bin/fanline ]; then
 fi
 # `systemctl reload fanline` must send SIGHUP (a full config reload, SPEC §2)
 grep -qx 'ExecReload=/bin/kill -HUP $MAINPID' "$unit" || { echo "fanline.service: ExecReload must be '/bin/kill -HUP \$MAINPID'"; exit 1; }
+# server.io_backend = "uring" needs the io_uring calls past the seccomp filter (@system-service
+# lacks them), and a blocked call must fail with EPERM (fallback to epoll), not kill the process.
+for call in io_uring_setup io_uring_enter io_uring_register; do
+    grep -Eq "^SystemCallFilter=.*\b$call\b" "$unit" || { echo "fanline.service: SystemCallFilter must allow $call"; exit 1; }
+done
+grep -qx 'SystemCallErrorNumber=EPERM' "$unit" || { echo "fanline.service: SystemCallErrorNumber=EPERM missing"; exit 1; }
 out="$(systemd-analyze verify "$unit" 2>&1)" || { echo "$out"; exit 1; }
 # verify exits 0 on some warnings; treat any line about our unit as a failure.
 if echo "$out" | grep -q 'fanline.service'; then echo "$out"; exit 1; fi
