@@ -60,9 +60,8 @@ pub struct UringOptions {
     pub buf_size: u32,
     /// `SINGLE_ISSUER | DEFER_TASKRUN`: completions are run only when the polling thread
     /// enters the kernel to reap (fewer interruptions). The ring starts disabled; the thread
-    /// that will poll it calls [`Uring::start`]. Off by default: measured at 10k × 10/s it cut
-    /// CPU per delivery but raised p50/p99 (sends that waited for socket room completed late),
-    /// see perf/RESULTS.md.
+    /// that will poll it calls [`Uring::start`]. Off by default: at 10k × 10/s it made no
+    /// difference beyond run-to-run noise (four alternating runs, perf/RESULTS.md).
     pub defer_taskrun: bool,
     /// Most bytes one send takes off a connection's queue (at least one frame). What it took
     /// is committed: the caller's queue (its caps, drop-oldest, slow-consumer clock) only sees
