@@ -78,13 +78,9 @@ impl Server {
         let metrics = Arc::new(Metrics::new(n));
         let mut backends = Vec::with_capacity(n);
         let mut inboxes = Vec::with_capacity(n);
-        let kind = match cfg.server.io_backend {
-            crate::config::IoBackend::Epoll => crate::io::Kind::Epoll,
-            crate::config::IoBackend::Uring => crate::io::Kind::Uring,
-        };
         for i in 0..n {
             let waker = crate::io::Waker::new().context("creating a waker")?;
-            let backend = crate::io::Backend::open(kind, &waker, i)
+            let backend = crate::io::Backend::open(cfg.server.io_backend, &waker, i)
                 .context("opening the shard's I/O backend")?;
             inboxes.push(Arc::new(ShardInbox::new(cfg.server.ring_capacity, waker)));
             backends.push(backend);

@@ -109,10 +109,20 @@ impl IoBackend {
     /// configuration built in code (tests, embedders) follows the same env key as a loaded
     /// one, so the whole test suite runs on either backend.
     pub fn from_env_or_default() -> IoBackend {
-        match std::env::var("FANLINE_SERVER_IO_BACKEND").as_deref() {
-            Ok("uring" | "io_uring" | "\"uring\"" | "\"io_uring\"") => IoBackend::Uring,
-            Ok("epoll" | "\"epoll\"") => IoBackend::Epoll,
-            _ => IoBackend::DEFAULT,
+        std::env::var("FANLINE_SERVER_IO_BACKEND")
+            .ok()
+            .and_then(|v| v.trim_matches('"').parse().ok())
+            .unwrap_or(IoBackend::DEFAULT)
+    }
+}
+
+impl std::str::FromStr for IoBackend {
+    type Err = String;
+    fn from_str(s: &str) -> Result<IoBackend, String> {
+        match s {
+            "epoll" => Ok(IoBackend::Epoll),
+            "uring" | "io_uring" => Ok(IoBackend::Uring),
+            other => Err(format!("unknown io backend {other:?} (epoll | uring)")),
         }
     }
 }

@@ -22,34 +22,8 @@ use super::Waker;
 use super::epoll::Epoll;
 use super::uring::{Uring, UringOptions};
 
-/// Which backend to run (`server.io_backend = "epoll" | "uring"`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Kind {
-    Epoll,
-    #[serde(alias = "io_uring")]
-    Uring,
-}
-
-impl Kind {
-    pub fn name(self) -> &'static str {
-        match self {
-            Kind::Epoll => "epoll",
-            Kind::Uring => "uring",
-        }
-    }
-}
-
-impl std::str::FromStr for Kind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Kind, String> {
-        match s {
-            "epoll" => Ok(Kind::Epoll),
-            "uring" | "io_uring" => Ok(Kind::Uring),
-            other => Err(format!("unknown io backend {other:?} (epoll | uring)")),
-        }
-    }
-}
+/// Which backend to run: `server.io_backend` itself (the config type; one enum, not a copy).
+pub use crate::config::IoBackend as Kind;
 
 /// What happened on the shard's sockets. `key` is the caller's connection key from
 /// [`Backend::register`].
