@@ -58,7 +58,7 @@ pub fn deliver(
         (caps.frames, caps.bytes),
         now,
         |s: &Session, d: &Event| {
-            failed.conn(&s.id, &s.peer.identity, d, Reason::SlowConsumer);
+            failed.conn(&s.id.text(), &s.peer.identity, d, Reason::SlowConsumer);
             gap += 1;
         },
     );
@@ -79,21 +79,23 @@ mod tests {
         let limiter = crate::auth::ConnLimiter::new(&limits).expect("limiter");
         let ip = std::net::IpAddr::from([127, 0, 0, 1]);
         Session {
-            id: "t".into(),
+            id: crate::conn::state::SessionId {
+                nonce: 0,
+                shard: 0,
+                seq: 1,
+            },
             position: None,
             deflate: None,
-            decoder: crate::ws::Decoder::new(1024),
-            rbuf: bytes::BytesMut::new(),
+            reader: None,
+            max_inbound: 1024,
             subs: vec![Sub {
                 channel: "c".into(),
-                watermarks: Vec::new(),
+                watermarks: None,
             }],
             has_watermarks: false,
             next_ping: now,
             ping: crate::conn::Ping::Idle,
-            overflow_since: None,
-            pending_gaps: Vec::new(),
-            ring_gaps: Vec::new(),
+            trouble: None,
             forced_filter: None,
             peer: Peer {
                 identity: "anonymous".into(),
@@ -106,9 +108,6 @@ mod tests {
                     limits.inbound_burst,
                 ),
             },
-            dropped: 0,
-            failed: 0,
-            last_failure: None,
             connected_at: now,
         }
     }
@@ -156,7 +155,7 @@ mod tests {
         let now = Instant::now();
         let (mut s, mut o) = (session(now), Outbox::default());
         let log = crate::fanout::FailedLog::new(1);
-        s.subs[0].watermarks = vec![("t".into(), 0, 5)];
+        s.subs[0].watermarks = Some(Box::new(vec![("t".into(), 0, 5)]));
         s.has_watermarks = true;
         assert_eq!(
             deliver(&mut s, &mut o, None, &ev(5, "1"), ROOMY, now, log.shard(0)),
@@ -188,8 +187,8 @@ mod tests {
             let got = deliver(&mut s, &mut o, None, &ev(i, "1"), caps, now, log.shard(0));
             assert_eq!(got, Delivery::Dropped { gap: 1 });
         }
-        assert_eq!((s.dropped, o.len()), (3, 2));
-        assert_eq!(s.pending_gaps, vec![("c".into(), 3)]);
+        assert_eq!((s.dropped(), o.len()), (3, 2));
+        assert_eq!(s.trouble().pending_gaps, vec![("c".into(), 3)]);
         // One failed-deliveries entry per dropped event: the oldest three, offsets 0, 1, 2.
         let page = log.page(0, 10);
         let ids: Vec<_> = page.failed.iter().map(|f| f["event_id"].clone()).collect();
@@ -197,8 +196,8 @@ mod tests {
         assert!(
             page.failed
                 .iter()
-                .all(|f| f["connection_id"] == "t" && f["reason"] == "slow_consumer")
+                .all(|f| f["connection_id"] == "0-0-1" && f["reason"] == "slow_consumer")
         );
-        assert_eq!(s.overflow_since, Some(now));
+        assert_eq!(s.overflow_since(), Some(now));
     }
 }

@@ -18,27 +18,28 @@ pub mod read;
 pub mod rest;
 pub mod session;
 pub mod sse;
+pub mod state;
 pub mod tls;
+
+pub use state::{Peer, Ping, Reader, Session, Sub, Trouble};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
 use std::net::TcpStream;
 
 use crate::conn::outbox::Outbox;
-use crate::event::Event;
 use crate::metrics::ShardMetrics;
 use crate::protocol::Filter;
 use crate::state::ServerState;
-use crate::ws::Decoder;
 
 /// The local channel index a connection subscribes through (implemented by the shard's
 /// `shard::index::ChannelIndex`, which mirrors first/last local subscribers globally).
 pub trait Subscriptions {
-    /// Adds or replaces `conn`'s subscription to `channel` with `filter`.
-    fn subscribe(&mut self, channel: &str, conn: usize, filter: Option<Arc<Filter>>);
+    /// Adds or replaces `conn`'s subscription to `channel` with `filter`; returns the channel's
+    /// name as the index holds it (shared, so a subscription costs no copy of it).
+    fn subscribe(&mut self, channel: &str, conn: usize, filter: Option<Arc<Filter>>) -> Arc<str>;
     /// Removes `conn`'s subscription to `channel` (no-op when absent).
     fn unsubscribe(&mut self, channel: &str, conn: usize);
 }
@@ -96,7 +97,6 @@ pub const CLOSE_LINGER_MAX: Duration = Duration::from_secs(30);
 #[derive(Debug)]
 pub struct Conn {
     pub stream: TcpStream,
-    pub remote: SocketAddr,
     pub phase: Phase,
     /// Queued frames; it also holds the session's [`Transport`] (set once by [`Conn::open`]).
     pub outbox: Outbox,
@@ -108,24 +108,6 @@ pub struct Conn {
     pub timer: Option<(Instant, u32)>,
     /// `Some` on a TLS listener's connections; plain connections never touch it.
     pub tls: Option<Box<tls::TlsConn>>,
-}
-
-/// Who a session belongs to and what it may do, fixed at the upgrade.
-#[derive(Debug)]
-pub struct Peer {
-    /// JWT `sub`, the API key's `identity`, or `anonymous` (what the session keeps of its
-    /// [`crate::auth::Identity`]: the tier and filter claim are applied at the upgrade).
-    pub identity: Arc<str>,
-    /// The channels it may subscribe to.
-    pub acl: crate::auth::ChannelAcl,
-    /// The connection slot (global, per IP); released when the connection is dropped.
-    pub permit: crate::auth::ConnPermit,
-    /// The identity's connection count, when its tier caps it (released on drop).
-    pub identity_permit: Option<Box<crate::auth::IdentityPermit>>,
-    /// Client address after trusted-proxy resolution.
-    pub client_ip: std::net::IpAddr,
-    /// Inbound message rate (`inbound_msgs_per_s`, `inbound_burst` of the identity's tier).
-    pub bucket: crate::auth::TokenBucket,
 }
 
 #[derive(Debug)]
@@ -142,6 +124,8 @@ pub enum Phase {
 /// (taken at accept, given back when the head is complete).
 #[derive(Debug)]
 pub struct HttpPhase {
+    /// The socket's peer (an open session keeps its client address in `Peer`).
+    pub remote: SocketAddr,
     pub head: Vec<u8>,
     pub deadline: Instant,
     pub client: Option<SocketAddr>,
@@ -163,132 +147,26 @@ pub enum Transport {
 }
 
 /// Where a connection is in its life: `Open` → `Closing` → `Dead`, never back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub enum Life {
     Open,
-    /// Finishing: flush what is queued (`close_sent`: our WebSocket close frame is among it),
-    /// then shut the write side (`write_shut`), then wait for the peer's EOF until `deadline`.
-    /// `unsent`: bytes still ours to deliver (outbox + socket send queue) when `deadline` was
-    /// set; a peer that keeps reading them extends the linger, up to `until`.
-    Closing {
-        deadline: Instant,
-        close_sent: bool,
-        write_shut: bool,
-        unsent: usize,
-        until: Instant,
-    },
+    /// Finishing (boxed: only a closing connection needs the linger bookkeeping).
+    Closing(Box<Closing>),
     /// Removed at the end of this turn.
     Dead,
 }
 
-/// The heartbeat ping of a WebSocket session (SSE heartbeats are comments, never answered).
+/// A closing connection: flush what is queued (`close_sent`: our WebSocket close frame is
+/// among it), then shut the write side (`write_shut`), then wait for the peer's EOF until
+/// `deadline`. `unsent`: bytes still ours to deliver (outbox + socket send queue) when
+/// `deadline` was set; a peer that keeps reading them extends the linger, up to `until`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ping {
-    /// No ping awaits an answer.
-    Idle,
-    /// In the control lane; out once `outbox.control_written() >= mark`.
-    Queued { mark: u64 },
-    /// Written out at `at`: the peer must be heard from by `at + 1.5 × heartbeat_ms`.
-    Out { at: Instant },
-}
-
-/// A session (after the upgrade).
-#[derive(Debug)]
-pub struct Session {
-    pub id: Box<str>,
-    /// An SSE stream's position on every partition it reads (each event's `id:`); `None` on
-    /// a WebSocket (clients track `topic/partition/offset` from the event ids themselves).
-    pub position: Option<crate::protocol::cursor::StreamPosition>,
-    /// The negotiated `permessage-deflate` (events go out compressed, client messages may be).
-    pub deflate: Option<crate::ws::extensions::Deflate>,
-    pub decoder: Decoder,
-    pub rbuf: BytesMut,
-    pub subs: Vec<Sub>,
-    /// Any sub has replay watermarks (skip the per-delivery check when false).
-    pub has_watermarks: bool,
-    pub next_ping: Instant,
-    pub ping: Ping,
-    /// When the outbox first overflowed (cleared when it fully drains).
-    pub overflow_since: Option<Instant>,
-    /// Dropped-event counts per channel not yet reported with a `gap` frame.
-    pub pending_gaps: Vec<(Box<str>, u64)>,
-    /// Ring-full drops (per channel) not yet queued: they came after everything queued so
-    /// far, so they go behind it ([`Outbox::push_gap_behind`]) before the next event queued
-    /// here, or at the flush.
-    pub ring_gaps: Vec<(Box<str>, u64)>,
-    pub forced_filter: Option<Arc<Filter>>,
-    pub peer: Peer,
-    /// Events dropped for this connection (outbox overflow, replay overflow, the 4000 close).
-    pub dropped: u64,
-    /// Drop episodes (each reported by a `gap` frame) and the last one's time and reason.
-    pub failed: u64,
-    pub last_failure: Option<(Instant, &'static str)>,
-    pub connected_at: Instant,
-}
-
-/// One channel subscription of a session.
-#[derive(Debug)]
-pub struct Sub {
-    pub channel: Box<str>,
-    /// Resume dedup: (topic, partition, last offset already delivered by replay).
-    pub watermarks: Vec<(Arc<str>, i32, i64)>,
-}
-
-impl Session {
-    /// Counts a dropped event of `ev.channel` for the next `gap` frame.
-    pub fn note_drop(&mut self, ev: &Event, now: Instant) {
-        self.dropped += 1;
-        if self.overflow_since.is_none() {
-            self.failed += 1;
-            self.last_failure = Some((now, "slow_consumer"));
-            self.overflow_since = Some(now);
-        }
-        match self
-            .pending_gaps
-            .iter_mut()
-            .find(|(c, _)| **c == *ev.channel)
-        {
-            Some((_, n)) => *n += 1,
-            None => self.pending_gaps.push((ev.channel.clone(), 1)),
-        }
-    }
-
-    /// Queues one delivery of `ev` in this session's transport (an SSE stream's message carries
-    /// its position), with the outbox caps; a dropped event is counted for the next `gap`
-    /// and handed to `on_drop`.
-    #[inline]
-    pub fn queue_event(
-        &mut self,
-        outbox: &mut Outbox,
-        ev: &Arc<Event>,
-        (max_frames, max_bytes): (usize, usize),
-        now: Instant,
-        mut on_drop: impl FnMut(&Session, &Event),
-    ) {
-        let mut dropped = |s: &mut Session, d: &Event| {
-            s.note_drop(d, now);
-            on_drop(s, d);
-        };
-        match self.position.as_mut() {
-            None => outbox.push_event(ev, max_frames, max_bytes, |d| dropped(self, d)),
-            Some(pos) => {
-                let msg = sse::event_message(ev, pos);
-                outbox.push_event_encoded(ev, msg, max_frames, max_bytes, |d| dropped(self, d));
-            }
-        }
-    }
-
-    /// Whether replay already delivered `ev` to this session (resume without duplicates).
-    pub fn already_replayed(&self, ev: &Event) -> bool {
-        self.subs
-            .iter()
-            .filter(|s| *s.channel == *ev.channel)
-            .any(|s| {
-                s.watermarks
-                    .iter()
-                    .any(|(t, p, o)| *p == ev.partition && ev.offset <= *o && **t == *ev.topic)
-            })
-    }
+pub struct Closing {
+    pub deadline: Instant,
+    pub close_sent: bool,
+    pub write_shut: bool,
+    pub unsent: usize,
+    pub until: Instant,
 }
 
 impl Conn {
@@ -301,8 +179,8 @@ impl Conn {
     ) -> Conn {
         Conn {
             stream,
-            remote,
             phase: Phase::Http(Box::new(HttpPhase {
+                remote,
                 head: Vec::new(),
                 deadline: now + upgrade_timeout,
                 client: None,
@@ -331,17 +209,26 @@ impl Conn {
         self.phase = Phase::Open(Box::new(s));
     }
 
+    /// The client's address for logs: the socket's peer during the HTTP phase, the client
+    /// address (after trusted-proxy resolution) once open.
+    pub fn client_ip(&self) -> std::net::IpAddr {
+        match &self.phase {
+            Phase::Http(h) => h.client.unwrap_or(h.remote).ip(),
+            Phase::Open(s) => s.peer.client_ip,
+        }
+    }
+
     /// The session's transport (`WebSocket` during the HTTP phase).
     pub fn transport(&self) -> Transport {
         self.outbox.transport()
     }
 
     pub fn is_open(&self) -> bool {
-        self.life == Life::Open
+        matches!(self.life, Life::Open)
     }
 
     pub fn is_dead(&self) -> bool {
-        self.life == Life::Dead
+        matches!(self.life, Life::Dead)
     }
 
     /// Marks this connection (slab key `key`) `Dead` and lists it for removal, once.
@@ -355,31 +242,19 @@ impl Conn {
     /// Bytes are waiting for the socket: outbox frames, TLS records, or the write-side shutdown.
     pub fn wants_flush(&self) -> bool {
         !self.outbox.is_empty()
-            || matches!(
-                self.life,
-                Life::Closing {
-                    write_shut: false,
-                    ..
-                }
-            )
+            || self.shut_pending()
             || self.tls.as_ref().is_some_and(|t| t.wants_write())
     }
 
     /// The write side is to be shut once everything queued is written.
     pub fn shut_pending(&self) -> bool {
-        matches!(
-            self.life,
-            Life::Closing {
-                write_shut: false,
-                ..
-            }
-        )
+        matches!(&self.life, Life::Closing(c) if !c.write_shut)
     }
 
     /// Everything queued is written and the write side was shut.
     pub fn mark_write_shut(&mut self) {
-        if let Life::Closing { write_shut, .. } = &mut self.life {
-            *write_shut = true;
+        if let Life::Closing(c) = &mut self.life {
+            c.write_shut = true;
         }
     }
 
@@ -402,13 +277,13 @@ impl Conn {
         if ws {
             self.outbox.push_close(crate::ws::close_frame(code, reason));
         }
-        self.life = Life::Closing {
+        self.life = Life::Closing(Box::new(Closing {
             deadline: now + CLOSE_LINGER,
             close_sent: ws,
             write_shut: false,
             unsent: self.unsent(),
             until: now + CLOSE_LINGER_MAX,
-        };
+        }));
     }
 
     /// Bytes still ours to deliver: the outbox and the socket's unacknowledged send queue.
@@ -423,20 +298,14 @@ impl Conn {
     pub fn linger_on(&mut self, now: Instant) -> bool {
         let left = self.unsent();
         let queued = !self.outbox.is_empty();
-        let Life::Closing {
-            deadline,
-            unsent,
-            until,
-            ..
-        } = &mut self.life
-        else {
+        let Life::Closing(c) = &mut self.life else {
             return false;
         };
-        if (left >= *unsent && !queued) || now >= *until {
+        if (left >= c.unsent && !queued) || now >= c.until {
             return false;
         }
-        *unsent = left;
-        *deadline = now + CLOSE_LINGER;
+        c.unsent = left;
+        c.deadline = now + CLOSE_LINGER;
         true
     }
 
@@ -466,8 +335,8 @@ impl Conn {
 
     /// The earliest instant this connection needs attention without I/O.
     pub fn next_deadline(&self, heartbeat: Duration, slow_close: Duration) -> Instant {
-        if let Life::Closing { deadline, .. } = self.life {
-            return deadline;
+        if let Life::Closing(c) = &self.life {
+            return c.deadline;
         }
         match &self.phase {
             Phase::Http(h) => h.deadline,
@@ -476,7 +345,7 @@ impl Conn {
                     Ping::Out { at } => s.next_ping.min(at + heartbeat.mul_f32(1.5)),
                     Ping::Idle | Ping::Queued { .. } => s.next_ping,
                 };
-                if let Some(o) = s.overflow_since {
+                if let Some(o) = s.overflow_since() {
                     d = d.min(o + slow_close);
                 }
                 d
@@ -499,21 +368,21 @@ impl Conn {
         let unix =
             |t: Instant| started_unix_ms + t.saturating_duration_since(started).as_millis() as i64;
         Some(serde_json::json!({
-            "id": &*s.id,
+            "id": &*s.id.text(),
             "identity": &*s.peer.identity,
             "transport": if self.transport() == Transport::Sse { "sse" } else { "ws" },
             "remote": s.peer.client_ip.to_string(),
             "connected_at": unix(s.connected_at),
             "last_heartbeat": unix(self.last_read),
-            "healthy": self.is_open() && s.overflow_since.is_none(),
+            "healthy": self.is_open() && s.overflow_since().is_none(),
             "subscriptions": s.subs.iter().map(|x| &*x.channel).collect::<Vec<_>>(),
             "sent": self.outbox.events_written(),
             "outbox_frames": self.outbox.len(),
             "outbox_bytes": self.outbox.bytes(),
             "outbox_oldest_ms": self.outbox.oldest_ingested().map(|t| now.saturating_duration_since(t).as_millis() as u64),
-            "dropped": s.dropped,
-            "failed": s.failed,
-            "last_failure": s.last_failure.map(|(at, reason)| serde_json::json!({"at": unix(at), "reason": reason})),
+            "dropped": s.dropped(),
+            "failed": s.trouble.as_ref().map_or(0, |t| t.failed),
+            "last_failure": s.trouble.as_ref().and_then(|t| t.last_failure).map(|(at, reason)| serde_json::json!({"at": unix(at), "reason": reason})),
         }))
     }
 }
@@ -527,19 +396,19 @@ mod budget {
     fn an_open_connection_stays_within_its_byte_budget() {
         // In the shard's slab, for every connection (the HTTP phase is boxed while it lasts).
         assert!(
-            size_of::<super::Conn>() <= 336,
+            size_of::<super::Conn>() <= 272,
             "Conn {}",
             size_of::<super::Conn>()
         );
         assert_eq!(size_of::<super::Phase>(), 16);
         // Boxed once per session.
         assert!(
-            size_of::<super::Session>() <= 464,
+            size_of::<super::Session>() <= 264,
             "Session {}",
             size_of::<super::Session>()
         );
         assert!(
-            size_of::<super::Sub>() <= 40,
+            size_of::<super::Sub>() <= 24,
             "Sub {}",
             size_of::<super::Sub>()
         );

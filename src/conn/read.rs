@@ -5,14 +5,11 @@
 use std::io::Write;
 use std::time::Duration;
 
-use bytes::BytesMut;
-
 use super::handshake::{self, Outcome};
 use super::outbox::Deflated;
 use super::tls::Pull;
-use super::{Conn, Env, Phase, Session, Transport, session};
+use super::{Conn, Env, Phase, Reader, Session, Transport, session};
 use crate::protocol::server;
-use crate::ws::Decoder;
 
 /// Bytes the backend read from `conn` (ciphertext on a TLS listener). Returns whether the
 /// connection wants more (false: it is dead, stop reading it). `plain`: the shard's buffer
@@ -63,7 +60,7 @@ fn tls_data(ctx: &mut Env<'_>, key: usize, conn: &mut Conn, bytes: &[u8], plain:
             Pull::Closed => ctx.kill(key, conn),
             Pull::Rejected => {
                 ctx.metrics().reject("tls");
-                tracing::info!(remote = %conn.remote, "tls handshake or record error; closing");
+                tracing::info!(remote = %conn.client_ip(), "tls handshake or record error; closing");
                 let _ = (&conn.stream).write(&tls.alert());
                 ctx.kill(key, conn);
             }
@@ -76,11 +73,16 @@ fn tls_data(ctx: &mut Env<'_>, key: usize, conn: &mut Conn, bytes: &[u8], plain:
 fn on_bytes(ctx: &mut Env<'_>, key: usize, conn: &mut Conn, chunk: &[u8]) {
     if let Phase::Http(h) = &mut conn.phase {
         let super::HttpPhase {
-            head, client, slot, ..
+            remote,
+            head,
+            client,
+            slot,
+            ..
         } = &mut **h;
+        let peer = *remote;
         head.extend_from_slice(chunk);
         if client.is_none() {
-            match proxy_header(ctx, conn.remote, head) {
+            match proxy_header(ctx, peer, head) {
                 Ok(None) => return,
                 Ok(Some(addr)) => *client = Some(addr),
                 Err(()) => {
@@ -97,7 +99,7 @@ fn on_bytes(ctx: &mut Env<'_>, key: usize, conn: &mut Conn, chunk: &[u8]) {
                 }
             }
         }
-        let remote = client.unwrap_or(conn.remote);
+        let remote = client.unwrap_or(peer);
         let outcome = handshake::on_head(ctx.state, ctx.metrics(), head, remote, slot);
         match outcome {
             Outcome::NeedMore => return,
@@ -132,7 +134,7 @@ fn on_bytes(ctx: &mut Env<'_>, key: usize, conn: &mut Conn, chunk: &[u8]) {
                         "outbox_frames": l.outbox_frames, "outbox_bytes": l.outbox_bytes,
                     });
                     conn.outbox.push_control(server::welcome(
-                        &s.id,
+                        &s.id.text(),
                         ctx.state.replay.epoch(),
                         ctx.state.cfg.server.heartbeat_ms,
                         limits,
@@ -194,21 +196,20 @@ fn new_session(ctx: &mut Env<'_>, a: handshake::Admitted) -> Session {
     let started = ctx.state.started.elapsed().as_nanos() as u64 ^ 0x5bd1_e995;
     let max_inbound = ctx.state.limits.load().max_inbound_bytes;
     Session {
-        id: format!("{:x}-{}-{}", started & 0xffff_ffff, ctx.shard, ctx.conn_seq).into(),
+        id: crate::conn::state::SessionId {
+            nonce: started as u32,
+            shard: ctx.shard as u32,
+            seq: *ctx.conn_seq,
+        },
         position: None,
         deflate: a.deflate,
-        decoder: match a.deflate {
-            Some(d) => Decoder::with_deflate(max_inbound, d.client_context),
-            None => Decoder::new(max_inbound),
-        },
-        rbuf: BytesMut::new(),
+        reader: None,
+        max_inbound: u32::try_from(max_inbound).unwrap_or(u32::MAX),
         subs: Vec::new(),
         has_watermarks: false,
         next_ping: ctx.now + Duration::from_millis(ctx.state.cfg.server.heartbeat_ms),
         ping: crate::conn::Ping::Idle,
-        overflow_since: None,
-        pending_gaps: Vec::new(),
-        ring_gaps: Vec::new(),
+        trouble: None,
         forced_filter: a.forced_filter,
         peer: crate::conn::Peer {
             identity: a.identity.id,
@@ -221,9 +222,6 @@ fn new_session(ctx: &mut Env<'_>, a: handshake::Admitted) -> Session {
                 a.limits.inbound_burst,
             ),
         },
-        dropped: 0,
-        failed: 0,
-        last_failure: None,
         connected_at: ctx.now,
     }
 }
@@ -236,12 +234,19 @@ fn ws_bytes(ctx: &mut Env<'_>, key: usize, conn: &mut Conn, chunk: &[u8]) {
     let Phase::Open(s) = &mut conn.phase else {
         return;
     };
-    s.rbuf.extend_from_slice(chunk);
+    let (max, deflate) = (s.max_inbound, s.deflate);
+    s.reader
+        .get_or_insert_with(|| Box::new(Reader::new(max, deflate)))
+        .rbuf
+        .extend_from_slice(chunk);
     loop {
         let Phase::Open(s) = &mut conn.phase else {
             return;
         };
-        let msg = match s.decoder.decode(&mut s.rbuf) {
+        let Some(r) = s.reader.as_mut() else {
+            return;
+        };
+        let msg = match r.decoder.decode(&mut r.rbuf) {
             Ok(Some(m)) => m,
             Ok(None) => break,
             Err(e) => {
@@ -262,9 +267,8 @@ fn ws_bytes(ctx: &mut Env<'_>, key: usize, conn: &mut Conn, chunk: &[u8]) {
         }
     }
     if let Phase::Open(s) = &mut conn.phase
-        && s.rbuf.is_empty()
-        && s.rbuf.capacity() > 0
+        && s.reader.as_ref().is_some_and(|r| r.at_rest())
     {
-        s.rbuf = BytesMut::new(); // idle connections hold no read buffer
+        s.reader = None; // idle connections hold no read state
     }
 }

@@ -223,16 +223,16 @@ pub fn attach(
     // Exactly what this subscribe adds: most connections hold one or two channels.
     s.subs.reserve_exact(channels.len());
     for ch in channels {
+        // Index first, replay second: every event is then either in what replay returns or
+        // pushed to this shard's ring afterwards; the watermarks drop the overlap.
+        let name = ctx.subs.subscribe(ch, key, filter.clone());
         if !s.subs.iter().any(|x| *x.channel == **ch) {
             s.subs.push(Sub {
-                channel: ch.as_str().into(),
-                watermarks: Vec::new(),
+                channel: name,
+                watermarks: None,
             });
             ctx.metrics().subscriptions.add(1);
         }
-        // Index first, replay second: every event is then either in what replay returns or
-        // pushed to this shard's ring afterwards; the watermarks drop the overlap.
-        ctx.subs.subscribe(ch, key, filter.clone());
     }
     let since = since?;
     let names: Vec<&str> = channels.iter().map(String::as_str).collect();
@@ -243,9 +243,9 @@ pub fn attach(
         .iter_mut()
         .filter(|x| channels.iter().any(|c| *x.channel == **c))
     {
-        sub.watermarks = watermarks.clone();
+        sub.watermarks = (!watermarks.is_empty()).then(|| Box::new(watermarks.clone()));
     }
-    s.has_watermarks = s.subs.iter().any(|x| !x.watermarks.is_empty());
+    s.has_watermarks = s.subs.iter().any(|x| x.watermarks.is_some());
     let start = r.start_positions().collect();
     let events = r
         .events
@@ -280,7 +280,7 @@ fn push_replayed(ctx: &mut Env<'_>, conn: &mut Conn, events: &[Arc<Event>]) {
             (max_frames, max_bytes),
             now,
             |s, d| {
-                failed.conn(&s.id, &s.peer.identity, d, Reason::SlowConsumer);
+                failed.conn(&s.id.text(), &s.peer.identity, d, Reason::SlowConsumer);
                 dropped += 1;
             },
         );
@@ -330,9 +330,9 @@ pub fn open_sse(ctx: &mut Env<'_>, key: usize, conn: &mut Conn, req: SseRequest)
         }
     };
     let epoch = replay.epoch();
-    s.position = Some(StreamPosition::new(epoch, start));
+    s.position = Some(Box::new(StreamPosition::new(epoch, start)));
     conn.outbox.push_control(sse::subscribed(
-        &s.id,
+        &s.id.text(),
         epoch,
         &channels,
         r.as_ref().map(Resumed::recovery),
@@ -361,7 +361,7 @@ fn unsubscribe(
             ctx.subs.unsubscribe(ch, key);
         }
     }
-    s.has_watermarks = s.subs.iter().any(|x| !x.watermarks.is_empty());
+    s.has_watermarks = s.subs.iter().any(|x| x.watermarks.is_some());
     reply(ctx, conn, server::unsubscribed(id, channels));
 }
 

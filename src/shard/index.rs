@@ -18,21 +18,21 @@ pub struct Entry {
 
 #[derive(Debug)]
 pub struct ChannelIndex {
-    map: HashMap<Box<str>, Vec<Entry>>,
+    map: HashMap<Arc<str>, Vec<Entry>>,
     /// This shard's index and the fan-out whose global table mirrors `map`'s keys.
     shard: usize,
     fanout: Arc<Fanout>,
 }
 
 impl Subscriptions for ChannelIndex {
-    fn subscribe(&mut self, channel: &str, conn: usize, filter: Option<Arc<Filter>>) {
+    fn subscribe(&mut self, channel: &str, conn: usize, filter: Option<Arc<Filter>>) -> Arc<str> {
         let fanout = self.fanout.clone();
         self.insert(
             self.shard,
             &fanout.subscriptions,
             channel,
             Entry { conn, filter },
-        );
+        )
     }
 
     fn unsubscribe(&mut self, channel: &str, conn: usize) {
@@ -55,18 +55,30 @@ impl ChannelIndex {
         self.map.get(channel).map(Vec::as_slice)
     }
 
-    /// Adds or replaces `conn`'s subscription to `channel`.
-    pub fn insert(&mut self, shard: usize, table: &SubscriptionTable, channel: &str, e: Entry) {
-        match self.map.get_mut(channel) {
-            Some(v) => match v.iter_mut().find(|x| x.conn == e.conn) {
-                Some(x) => x.filter = e.filter,
-                None => v.push(e),
-            },
-            None => {
-                self.map.insert(channel.into(), vec![e]);
-                table.set(channel, shard, true);
+    /// Adds or replaces `conn`'s subscription to `channel`. Returns the channel's name as the
+    /// index holds it (a subscriber keeps this one shared copy).
+    pub fn insert(
+        &mut self,
+        shard: usize,
+        table: &SubscriptionTable,
+        channel: &str,
+        e: Entry,
+    ) -> Arc<str> {
+        if let Some((name, v)) = self.map.get_key_value(channel) {
+            let name = name.clone();
+            let at = v.iter().position(|x| x.conn == e.conn);
+            if let Some(v) = self.map.get_mut(channel) {
+                match at {
+                    Some(i) => v[i].filter = e.filter,
+                    None => v.push(e),
+                }
             }
+            return name;
         }
+        let name: Arc<str> = channel.into();
+        self.map.insert(name.clone(), vec![e]);
+        table.set(channel, shard, true);
+        name
     }
 
     /// Removes `conn` from `channel`; returns whether it was there.

@@ -92,7 +92,7 @@ impl Shard {
                         let Phase::Open(s) = &mut conn.phase else {
                             continue;
                         };
-                        if !s.ring_gaps.is_empty() {
+                        if s.has_ring_gaps() {
                             // Drops from before this event go ahead of it.
                             let b = conn.outbox.bytes() as i64;
                             queue_ring_gaps(s, &mut conn.outbox, true, m);
@@ -133,10 +133,7 @@ impl Shard {
                         let Phase::Open(s) = &mut conn.phase else {
                             continue;
                         };
-                        match s.ring_gaps.iter_mut().find(|(c, _)| *c == channel) {
-                            Some((_, n)) => *n += dropped,
-                            None => s.ring_gaps.push((channel.clone(), dropped)),
-                        }
+                        s.note_ring_gap(&channel, dropped);
                         mark_dirty(&mut ctx.dirty, e.conn, conn);
                     }
                 }
@@ -185,7 +182,7 @@ impl Shard {
                 }
                 AdminQuery::Close { id, reply } => {
                     let key = self.conns.iter().find_map(|(key, c)| match &c.phase {
-                        Phase::Open(s) if *s.id == *id && c.is_open() => Some(key),
+                        Phase::Open(s) if *s.id.text() == *id && c.is_open() => Some(key),
                         _ => None,
                     });
                     if let Some(key) = key {
@@ -219,8 +216,8 @@ impl Shard {
             let now = ctx.now;
             let m = &ctx.shared.metrics.shards[ctx.id];
             let sse = conn.transport() == Transport::Sse;
-            if let Life::Closing { deadline, .. } = conn.life {
-                if now >= deadline && !conn.linger_on(now) {
+            if let Life::Closing(c) = &conn.life {
+                if now >= c.deadline && !conn.linger_on(now) {
                     kill(ctx, key, conn);
                 }
             } else {
@@ -228,7 +225,7 @@ impl Shard {
                     Phase::Http(h) => {
                         if now >= h.deadline {
                             m.reject("timeout");
-                            tracing::warn!(remote = %conn.remote, "upgrade not completed in time; closing");
+                            tracing::warn!(remote = %h.remote, "upgrade not completed in time; closing");
                             kill(ctx, key, conn);
                         }
                     }
@@ -244,7 +241,7 @@ impl Shard {
                             tracing::info!(connection_id = %s.id, "ping unanswered past 1.5x heartbeat; closing");
                             conn.close(1001, "heartbeat timeout", now);
                         } else if s
-                            .overflow_since
+                            .overflow_since()
                             .is_some_and(|o| now.saturating_duration_since(o) >= slow)
                         {
                             m.closed_slow_consumer.inc();
@@ -253,7 +250,12 @@ impl Shard {
                             let failed = ctx.shared.fanout.failed.shard(ctx.id);
                             conn.outbox.clear_events(|ev| {
                                 m.dropped_slow_consumer.inc();
-                                failed.conn(&s.id, &s.peer.identity, ev, Reason::SlowConsumerClose);
+                                failed.conn(
+                                    &s.id.text(),
+                                    &s.peer.identity,
+                                    ev,
+                                    Reason::SlowConsumerClose,
+                                );
                                 s.note_drop(ev, now);
                             });
                             ctx.outbox_bytes += conn.outbox.bytes() as i64 - before;
@@ -297,7 +299,11 @@ impl Shard {
                 let before = conn.outbox.bytes() as i64;
                 conn.outbox.settle();
                 queue_ring_gaps(s, &mut conn.outbox, open, m);
-                for (channel, n) in s.pending_gaps.drain(..) {
+                let pending = s
+                    .trouble
+                    .as_mut()
+                    .map(|t| std::mem::take(&mut t.pending_gaps));
+                for (channel, n) in pending.into_iter().flatten() {
                     if conn
                         .outbox
                         .push_gap(channel, n, session::gap_encoder(transport))
@@ -306,7 +312,7 @@ impl Shard {
                     }
                 }
                 ctx.outbox_bytes += conn.outbox.bytes() as i64 - before;
-                overflowing = s.overflow_since.is_some();
+                overflowing = s.overflow_since().is_some();
             }
             let shut = conn.shut_pending();
             let backend = &mut self.backend;
@@ -349,7 +355,7 @@ impl Shard {
                 && conn.outbox.below_low_watermark(frames, bytes)
                 && let Phase::Open(s) = &mut conn.phase
             {
-                s.overflow_since = None; // keeping up again: the 4000 clock stops
+                s.keeping_up(); // the 4000 clock stops
             }
             let ping_out = conn.note_written(ctx.now);
             if all_written && conn.shut_pending() {
@@ -392,12 +398,12 @@ impl Shard {
                 let failed = ctx.shared.fanout.failed.shard(ctx.id);
                 for f in conn.outbox.iter() {
                     if let Frame::Event(ev) = f {
-                        failed.conn(&s.id, &s.peer.identity, &ev, Reason::Closed);
+                        failed.conn(&s.id.text(), &s.peer.identity, &ev, Reason::Closed);
                     }
                 }
                 ctx.metrics().connections.add(-1);
                 let sent = conn.outbox.events_written();
-                tracing::info!(connection_id = %s.id, remote = %conn.remote, sent, dropped = s.dropped, "disconnected");
+                tracing::info!(connection_id = %s.id, remote = %s.peer.client_ip, sent, dropped = s.dropped(), "disconnected");
             }
         }
     }
@@ -433,7 +439,10 @@ fn queue_ring_gaps(
     m: &crate::metrics::ShardMetrics,
 ) {
     let encode = session::gap_encoder(outbox.transport());
-    for (channel, n) in s.ring_gaps.drain(..) {
+    let Some(t) = s.trouble.as_mut().filter(|t| !t.ring_gaps.is_empty()) else {
+        return;
+    };
+    for (channel, n) in t.ring_gaps.drain(..) {
         let new = match open {
             true => outbox.push_gap_behind(channel, n, encode),
             false => outbox.push_gap(channel, n, encode),

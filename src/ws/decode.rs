@@ -218,6 +218,15 @@ impl Decoder {
         r
     }
 
+    /// Between messages with nothing held: no frame or fragmented message in progress, no
+    /// inflate context kept (a fresh decoder would behave the same from here).
+    pub fn at_rest(&self) -> bool {
+        self.head.is_none()
+            && self.partial.is_none()
+            && self.inflater.is_none()
+            && self.failed.is_none()
+    }
+
     /// Bytes held by the decoder itself (fragments of the message in progress).
     pub fn buffered(&self) -> usize {
         self.partial.as_ref().map_or(0, |p| match &p.data {
