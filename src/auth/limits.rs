@@ -23,7 +23,7 @@ use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 
@@ -325,36 +325,54 @@ impl Drop for ConnPermit {
 
 /// Inbound message rate for ONE connection: `rate` tokens/s, bucket of `burst`.
 /// Not shared: owned by the connection, no synchronization. A rate of 0 allows everything.
+/// 16 bytes (every open connection has one): the last refill is kept as milliseconds on a
+/// process-wide clock that wraps every 49.7 days, so an owner that may stay silent longer
+/// calls [`TokenBucket::refill`] now and then (the shard does at each heartbeat).
 #[derive(Debug, Clone)]
 pub struct TokenBucket {
-    rate: f64,
-    burst: f64,
-    tokens: f64,
-    last: Option<Instant>,
+    rate: u32,
+    burst: u32,
+    tokens: f32,
+    last_ms: u32,
+}
+
+/// Milliseconds since a process-wide epoch, wrapping (see [`TokenBucket`]).
+fn clock_ms(now: Instant) -> u32 {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    // An hour before the first reading, so instants taken just before it still count.
+    let epoch = EPOCH.get_or_init(|| now.checked_sub(Duration::from_secs(3600)).unwrap_or(now));
+    now.saturating_duration_since(*epoch).as_millis() as u32
 }
 
 impl TokenBucket {
     /// Starts full. `burst` below 1 is raised to 1.
     pub fn new(rate_per_s: u32, burst: u32) -> Self {
-        let burst = f64::from(burst.max(1));
+        let burst = burst.max(1);
         TokenBucket {
-            rate: f64::from(rate_per_s),
+            rate: rate_per_s,
             burst,
-            tokens: burst,
-            last: None,
+            tokens: burst as f32,
+            last_ms: 0,
         }
+    }
+
+    /// Adds the tokens earned since the last refill (none taken).
+    pub fn refill(&mut self, now: Instant) {
+        let now_ms = clock_ms(now);
+        if self.tokens < self.burst as f32 {
+            let dt = f64::from(now_ms.wrapping_sub(self.last_ms)) / 1000.0;
+            let tokens = f64::from(self.tokens) + dt * f64::from(self.rate);
+            self.tokens = tokens.min(f64::from(self.burst)) as f32;
+        }
+        self.last_ms = now_ms;
     }
 
     /// Takes one token if available.
     pub fn allow(&mut self, now: Instant) -> bool {
-        if self.rate == 0.0 {
+        if self.rate == 0 {
             return true;
         }
-        if let Some(last) = self.last {
-            let dt = now.saturating_duration_since(last).as_secs_f64();
-            self.tokens = (self.tokens + dt * self.rate).min(self.burst);
-        }
-        self.last = Some(now);
+        self.refill(now);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
             true

@@ -403,7 +403,7 @@ mod budget {
         assert_eq!(size_of::<super::Phase>(), 16);
         // Boxed once per session.
         assert!(
-            size_of::<super::Session>() <= 264,
+            size_of::<super::Session>() <= 232,
             "Session {}",
             size_of::<super::Session>()
         );

@@ -8,9 +8,11 @@ use std::time::{Duration, Instant};
 
 const SLOTS: usize = 512;
 
+/// 16 bytes: every open connection has one armed (slab keys fit 32 bits: a shard holds far
+/// fewer connections than that).
 #[derive(Debug, Clone, Copy)]
 struct Entry {
-    key: usize,
+    key: u32,
     generation: u32,
     tick: u64,
 }
@@ -45,7 +47,7 @@ impl TimerWheel {
     pub fn arm(&mut self, key: usize, generation: u32, at: Instant) {
         let tick = self.tick_of(at).max(self.next);
         self.slots[(tick % SLOTS as u64) as usize].push(Entry {
-            key,
+            key: key as u32,
             generation,
             tick,
         });
@@ -61,7 +63,7 @@ impl TimerWheel {
             let before = slot.len();
             slot.retain(|e| {
                 if e.tick <= due {
-                    fired.push((e.key, e.generation));
+                    fired.push((e.key as usize, e.generation));
                     false
                 } else {
                     true

@@ -262,6 +262,8 @@ impl Shard {
                             conn.close(4000, "slow consumer", now);
                         } else if now >= s.next_ping {
                             s.next_ping = now + hb;
+                            // Keeps the bucket's wrapping clock within range (TokenBucket).
+                            s.peer.bucket.refill(now);
                             if sse {
                                 conn.outbox.push_control(crate::conn::sse::HEARTBEAT);
                             } else if s.ping == Ping::Idle {
