@@ -28,6 +28,7 @@
 //! io/         the only place that calls libc: writev, socket options, rlimits, the
 //!             epoll and io_uring backends behind one interface (`io::Backend`)
 //! metrics.rs  counters: per-shard cache-padded atomics, summed at scrape time
+//! clock.rs    Stamp: 4-byte wrapping millisecond times for per-connection deadlines
 //! config/     TOML file + FANLINE_* env + flags; [auth] and [kafka]/[[route]] sections
 //! ```
 #![deny(unsafe_code)]
@@ -35,6 +36,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod clock;
 pub mod config;
 pub mod conn;
 pub mod event;

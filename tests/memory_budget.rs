@@ -96,6 +96,16 @@ fn live() -> isize {
     LIVE.load(Ordering::Relaxed)
 }
 
+/// This process's resident set, bytes (what the heap's holes and pages add to [`live`]).
+fn rss() -> isize {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<isize>().ok())
+        .map_or(0, |kib| kib * 1024)
+}
+
 /// "size B × blocks per connection" for every chunk size whose live count moved by ≥ 0.05 per
 /// connection between `a` and `b`.
 fn retained(a: &[isize], b: &[isize]) -> String {
@@ -123,6 +133,7 @@ fn an_idle_connection_holds_at_most_its_budget_of_heap() {
     let mut socks: Vec<TcpStream> = Vec::with_capacity(N);
     let blocks0 = BLOCKS.load(Ordering::Relaxed);
     let before = live();
+    let rss0 = rss();
     let sizes0 = sizes();
     for _ in 0..N {
         socks.push(open(s.local_addr));
@@ -132,6 +143,7 @@ fn an_idle_connection_holds_at_most_its_budget_of_heap() {
     let blocks1 = BLOCKS.load(Ordering::Relaxed);
     socks.iter_mut().for_each(subscribe);
     let subscribed = live();
+    let rss2 = rss();
     let sizes2 = sizes();
     let blocks2 = BLOCKS.load(Ordering::Relaxed);
     let n = N as isize;
@@ -145,6 +157,11 @@ fn an_idle_connection_holds_at_most_its_budget_of_heap() {
         s.shared.io_backend,
         (blocks1 - blocks0) as f64 / N as f64,
         (blocks2 - blocks0) as f64 / N as f64,
+    );
+    eprintln!(
+        "  process RSS grew {} B/conn (heap counted {} B/conn, the slab's pages included in RSS)",
+        (rss2 - rss0) / n,
+        (subscribed - before) / n
     );
     eprintln!(
         "  retained per connection, by chunk size: open {}",

@@ -23,7 +23,9 @@ use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Instant;
+
+use crate::clock::Stamp;
 
 use ipnet::IpNet;
 
@@ -325,23 +327,15 @@ impl Drop for ConnPermit {
 
 /// Inbound message rate for ONE connection: `rate` tokens/s, bucket of `burst`.
 /// Not shared: owned by the connection, no synchronization. A rate of 0 allows everything.
-/// 16 bytes (every open connection has one): the last refill is kept as milliseconds on a
-/// process-wide clock that wraps every 49.7 days, so an owner that may stay silent longer
-/// calls [`TokenBucket::refill`] now and then (the shard does at each heartbeat).
+/// 16 bytes (every open connection has one): the last refill is a [`Stamp`], exact within
+/// 24.8 days, so an owner that may stay silent longer calls [`TokenBucket::refill`] now and
+/// then (the shard does at each heartbeat).
 #[derive(Debug, Clone)]
 pub struct TokenBucket {
     rate: u32,
     burst: u32,
     tokens: f32,
-    last_ms: u32,
-}
-
-/// Milliseconds since a process-wide epoch, wrapping (see [`TokenBucket`]).
-fn clock_ms(now: Instant) -> u32 {
-    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    // An hour before the first reading, so instants taken just before it still count.
-    let epoch = EPOCH.get_or_init(|| now.checked_sub(Duration::from_secs(3600)).unwrap_or(now));
-    now.saturating_duration_since(*epoch).as_millis() as u32
+    last: Stamp,
 }
 
 impl TokenBucket {
@@ -352,19 +346,19 @@ impl TokenBucket {
             rate: rate_per_s,
             burst,
             tokens: burst as f32,
-            last_ms: 0,
+            last: Stamp::at(Instant::now()),
         }
     }
 
     /// Adds the tokens earned since the last refill (none taken).
     pub fn refill(&mut self, now: Instant) {
-        let now_ms = clock_ms(now);
+        let now = Stamp::at(now);
         if self.tokens < self.burst as f32 {
-            let dt = f64::from(now_ms.wrapping_sub(self.last_ms)) / 1000.0;
+            let dt = now.since(self.last).as_secs_f64();
             let tokens = f64::from(self.tokens) + dt * f64::from(self.rate);
             self.tokens = tokens.min(f64::from(self.burst)) as f32;
         }
-        self.last_ms = now_ms;
+        self.last = now;
     }
 
     /// Takes one token if available.

@@ -93,7 +93,7 @@ mod tests {
                 watermarks: None,
             }],
             has_watermarks: false,
-            next_ping: now,
+            next_ping: crate::clock::Stamp::at(now),
             ping: crate::conn::Ping::Idle,
             trouble: None,
             forced_filter: None,

@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use std::net::TcpStream;
 
+use crate::clock::Stamp;
 use crate::conn::outbox::Outbox;
 use crate::metrics::ShardMetrics;
 use crate::protocol::Filter;
@@ -103,9 +104,9 @@ pub struct Conn {
     pub life: Life,
     /// In the shard's dirty list for this turn's flush (set only by [`mark_dirty`]).
     pub queued: bool,
-    pub last_read: Instant,
+    pub last_read: Stamp,
     /// Deadline of the timer currently armed for this connection, and its generation.
-    pub timer: Option<(Instant, u32)>,
+    pub timer: Option<(Stamp, u32)>,
     /// `Some` on a TLS listener's connections; plain connections never touch it.
     pub tls: Option<Box<tls::TlsConn>>,
 }
@@ -189,7 +190,7 @@ impl Conn {
             outbox: Outbox::default(),
             life: Life::Open,
             queued: false,
-            last_read: now,
+            last_read: Stamp::at(now),
             timer: None,
             tls,
         }
@@ -311,7 +312,7 @@ impl Conn {
 
     /// The peer sent bytes: it is alive (answers an outstanding ping).
     pub fn heard(&mut self, now: Instant) {
-        self.last_read = now;
+        self.last_read = Stamp::at(now);
         if let Phase::Open(s) = &mut self.phase
             && let Ping::Out { .. } = s.ping
         {
@@ -327,24 +328,30 @@ impl Conn {
             && let Ping::Queued { mark } = s.ping
             && written >= mark
         {
-            s.ping = Ping::Out { at: now };
+            s.ping = Ping::Out { at: Stamp::at(now) };
             return true;
         }
         false
     }
 
-    /// The earliest instant this connection needs attention without I/O.
-    pub fn next_deadline(&self, heartbeat: Duration, slow_close: Duration) -> Instant {
+    /// The earliest instant this connection needs attention without I/O (read next to `now`).
+    pub fn next_deadline(
+        &self,
+        now: Instant,
+        heartbeat: Duration,
+        slow_close: Duration,
+    ) -> Instant {
         if let Life::Closing(c) = &self.life {
             return c.deadline;
         }
         match &self.phase {
             Phase::Http(h) => h.deadline,
             Phase::Open(s) => {
-                let mut d = match s.ping {
+                let ping = match s.ping {
                     Ping::Out { at } => s.next_ping.min(at + heartbeat.mul_f32(1.5)),
                     Ping::Idle | Ping::Queued { .. } => s.next_ping,
                 };
+                let mut d = ping.instant(now);
                 if let Some(o) = s.overflow_since() {
                     d = d.min(o + slow_close);
                 }
@@ -373,7 +380,7 @@ impl Conn {
             "transport": if self.transport() == Transport::Sse { "sse" } else { "ws" },
             "remote": s.peer.client_ip.to_string(),
             "connected_at": unix(s.connected_at),
-            "last_heartbeat": unix(self.last_read),
+            "last_heartbeat": unix(self.last_read.instant(now)),
             "healthy": self.is_open() && s.overflow_since().is_none(),
             "subscriptions": s.subs.iter().map(|x| &*x.channel).collect::<Vec<_>>(),
             "sent": self.outbox.events_written(),
@@ -394,6 +401,16 @@ mod budget {
 
     #[test]
     fn an_open_connection_stays_within_its_byte_budget() {
+        eprintln!(
+            "SIZES conn {} session {} peer {} ping {} outbox {} life {} phase {}",
+            size_of::<super::Conn>(),
+            size_of::<super::Session>(),
+            size_of::<super::Peer>(),
+            size_of::<super::Ping>(),
+            size_of::<super::outbox::Outbox>(),
+            size_of::<super::Life>(),
+            size_of::<super::Phase>()
+        );
         // In the shard's slab, for every connection (the HTTP phase is boxed while it lasts).
         assert!(
             size_of::<super::Conn>() <= 272,

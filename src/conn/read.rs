@@ -207,7 +207,8 @@ fn new_session(ctx: &mut Env<'_>, a: handshake::Admitted) -> Session {
         max_inbound: u32::try_from(max_inbound).unwrap_or(u32::MAX),
         subs: Vec::new(),
         has_watermarks: false,
-        next_ping: ctx.now + Duration::from_millis(ctx.state.cfg.server.heartbeat_ms),
+        next_ping: crate::clock::Stamp::at(ctx.now)
+            + Duration::from_millis(ctx.state.cfg.server.heartbeat_ms),
         ping: crate::conn::Ping::Idle,
         trouble: None,
         forced_filter: a.forced_filter,

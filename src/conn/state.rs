@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 
+use crate::clock::Stamp;
 use crate::event::Event;
 use crate::protocol::Filter;
 use crate::protocol::cursor::StreamPosition;
@@ -44,7 +45,7 @@ pub enum Ping {
     /// In the control lane; out once `outbox.control_written() >= mark`.
     Queued { mark: u64 },
     /// Written out at `at`: the peer must be heard from by `at + 1.5 × heartbeat_ms`.
-    Out { at: Instant },
+    Out { at: Stamp },
 }
 
 /// A session's id as clients and logs see it (`{nonce:x}-{shard}-{seq}`), kept as numbers and
@@ -123,7 +124,7 @@ pub struct Session {
     /// clock); kept from then on for the admin view.
     pub trouble: Option<Box<Trouble>>,
     pub forced_filter: Option<Arc<Filter>>,
-    pub next_ping: Instant,
+    pub next_ping: Stamp,
     pub ping: Ping,
     pub connected_at: Instant,
     /// Largest inbound message (`limits.max_inbound_bytes` at the upgrade).

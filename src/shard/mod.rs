@@ -88,12 +88,13 @@ impl Ctx {
         let Some(c) = conns.get_mut(key) else {
             return;
         };
-        let at = c.next_deadline(hb, slow);
-        if matches!(c.timer, Some((t, _)) if t <= at) {
+        let at = c.next_deadline(self.now, hb, slow);
+        let stamp = crate::clock::Stamp::at(at);
+        if matches!(c.timer, Some((t, _)) if stamp.reached(t)) {
             return;
         }
         self.timer_gen = self.timer_gen.wrapping_add(1);
-        c.timer = Some((at, self.timer_gen));
+        c.timer = Some((stamp, self.timer_gen));
         self.timers.arm(key, self.timer_gen, at);
     }
 }
@@ -153,12 +154,21 @@ impl Shard {
             .ring_capacity
             .set(inbox.capacity() as i64);
         let index = ChannelIndex::new(id, shared.fanout.clone());
+        // The slab is sized once for this shard's share of `limits.max_connections`: pages
+        // are touched only as connections fill them, and it never grows by copying (a
+        // doubling leaves the old copy's pages behind in the heap: ~0.3 KiB per socket at 10k).
+        let slots = match shared.cfg.limits.max_connections {
+            0 => 1024,
+            n => n
+                .div_ceil(shared.metrics.shards.len().max(1))
+                .clamp(1024, 1 << 20),
+        };
         Ok(Shard {
             backend,
             listeners: [Some(listener.tls), second],
             accepted: Vec::new(),
             accept_failed: Vec::new(),
-            conns: Slab::with_capacity(1024),
+            conns: Slab::with_capacity(slots),
             ctx: Ctx {
                 id,
                 shared,

@@ -6,6 +6,7 @@ use std::time::Duration;
 use slab::Slab;
 
 use super::{Ctx, RING_BATCH, Shard};
+use crate::clock::Stamp;
 use crate::conn::deliver::{Caps, Delivery, deliver};
 use crate::conn::outbox::Frame;
 use crate::conn::{Conn, Life, Phase, Ping, Transport, mark_dirty, read, session};
@@ -231,9 +232,7 @@ impl Shard {
                     }
                     Phase::Open(s) => {
                         let unanswered = match s.ping {
-                            Ping::Out { at } => {
-                                now.saturating_duration_since(at) >= hb.mul_f32(1.5)
-                            }
+                            Ping::Out { at } => Stamp::at(now).since(at) >= hb.mul_f32(1.5),
                             Ping::Idle | Ping::Queued { .. } => false,
                         };
                         if unanswered {
@@ -260,8 +259,8 @@ impl Shard {
                             });
                             ctx.outbox_bytes += conn.outbox.bytes() as i64 - before;
                             conn.close(4000, "slow consumer", now);
-                        } else if now >= s.next_ping {
-                            s.next_ping = now + hb;
+                        } else if Stamp::at(now).reached(s.next_ping) {
+                            s.next_ping = Stamp::at(now) + hb;
                             // Keeps the bucket's wrapping clock within range (TokenBucket).
                             s.peer.bucket.refill(now);
                             if sse {
