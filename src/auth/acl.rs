@@ -31,6 +31,11 @@ enum AclInner {
 }
 
 impl ChannelAcl {
+    /// The same ACL value (one `Arc`).
+    pub fn ptr_eq(&self, other: &ChannelAcl) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
     /// Every channel allowed (anonymous mode, or a `*` pattern).
     pub fn all() -> Self {
         ChannelAcl(Arc::new(AclInner::All))

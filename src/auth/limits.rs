@@ -120,12 +120,48 @@ impl std::fmt::Debug for ConnLimiter {
 #[must_use = "dropping the permit releases the connection slot"]
 pub struct ConnPermit {
     inner: Arc<Inner>,
-    key: Option<IpAddr>,
+    /// The per-IP accounting key, packed (every open connection holds a permit).
+    key: Option<PackedKey>,
+}
+
+/// An [`ip_key`] in 9 bytes: IPv4, or the /64 prefix of an IPv6 address.
+#[derive(Debug, Clone, Copy)]
+enum PackedKey {
+    V4([u8; 4]),
+    V6([u8; 8]),
+}
+
+impl PackedKey {
+    /// Packs a key made by [`ip_key`] (an IPv6 key keeps only its /64 prefix, which is all
+    /// it has).
+    fn pack(key: IpAddr) -> PackedKey {
+        match key {
+            IpAddr::V4(v4) => PackedKey::V4(v4.octets()),
+            IpAddr::V6(v6) => {
+                let mut p = [0; 8];
+                p.copy_from_slice(&v6.octets()[..8]);
+                PackedKey::V6(p)
+            }
+        }
+    }
+
+    fn unpack(self) -> IpAddr {
+        match self {
+            PackedKey::V4(o) => IpAddr::from(o),
+            PackedKey::V6(p) => {
+                let mut o = [0; 16];
+                o[..8].copy_from_slice(&p);
+                IpAddr::from(o)
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for ConnPermit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ConnPermit").field("ip", &self.key).finish()
+        f.debug_struct("ConnPermit")
+            .field("ip", &self.key.map(PackedKey::unpack))
+            .finish()
     }
 }
 
@@ -303,7 +339,7 @@ impl ConnLimiter {
         st.conns += 1;
         Ok(ConnPermit {
             inner: inner.clone(),
-            key: Some(key),
+            key: Some(PackedKey::pack(key)),
         })
     }
 
@@ -316,7 +352,7 @@ impl ConnLimiter {
 impl Drop for ConnPermit {
     fn drop(&mut self) {
         self.inner.total.fetch_sub(1, Ordering::AcqRel);
-        if let Some(key) = self.key {
+        if let Some(key) = self.key.map(PackedKey::unpack) {
             let mut shard = self.inner.shard(&key);
             if let Some(st) = shard.ips.get_mut(&key) {
                 st.conns = st.conns.saturating_sub(1);
@@ -404,6 +440,10 @@ mod tests {
         assert_eq!(ip_key(a), ip_key(b));
         let m: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
         assert_eq!(ip_key(m), "10.0.0.1".parse::<IpAddr>().unwrap());
+        for k in [ip_key(a), ip_key(m)] {
+            assert_eq!(PackedKey::pack(k).unpack(), k);
+        }
+        assert!(std::mem::size_of::<ConnPermit>() <= 24);
     }
 
     #[test]

@@ -58,7 +58,12 @@ pub fn deliver(
         (caps.frames, caps.bytes),
         now,
         |s: &Session, d: &Event| {
-            failed.conn(&s.id.text(), &s.peer.identity, d, Reason::SlowConsumer);
+            failed.conn(
+                &s.id.text(),
+                &s.peer.grant.identity,
+                d,
+                Reason::SlowConsumer,
+            );
             gap += 1;
         },
     );
@@ -79,11 +84,7 @@ mod tests {
         let limiter = crate::auth::ConnLimiter::new(&limits).expect("limiter");
         let ip = std::net::IpAddr::from([127, 0, 0, 1]);
         Session {
-            id: crate::conn::state::SessionId {
-                nonce: 0,
-                shard: 0,
-                seq: 1,
-            },
+            id: crate::conn::state::SessionId::new(0, 1),
             position: None,
             deflate: None,
             reader: None,
@@ -96,10 +97,12 @@ mod tests {
             next_ping: crate::clock::Stamp::at(now),
             ping: crate::conn::Ping::Idle,
             trouble: None,
-            forced_filter: None,
             peer: Peer {
-                identity: "anonymous".into(),
-                acl: crate::auth::ChannelAcl::all(),
+                grant: Arc::new(crate::conn::state::Grant {
+                    identity: "anonymous".into(),
+                    acl: crate::auth::ChannelAcl::all(),
+                    forced_filter: None,
+                }),
                 permit: limiter.try_acquire(ip).expect("permit"),
                 client_ip: ip,
                 identity_permit: None,
@@ -196,7 +199,8 @@ mod tests {
         assert!(
             page.failed
                 .iter()
-                .all(|f| f["connection_id"] == "0-0-1" && f["reason"] == "slow_consumer")
+                .all(|f| f["connection_id"] == s.id.to_string().as_str()
+                    && f["reason"] == "slow_consumer")
         );
         assert_eq!(s.overflow_since(), Some(now));
     }

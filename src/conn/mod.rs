@@ -21,7 +21,7 @@ pub mod sse;
 pub mod state;
 pub mod tls;
 
-pub use state::{Peer, Ping, Reader, Session, Sub, Trouble};
+pub use state::{Grant, Peer, Ping, Reader, Session, Sub, Trouble};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -59,6 +59,9 @@ pub struct Env<'a> {
     pub outbox_bytes: &'a mut i64,
     /// Connections to remove at the end of the turn.
     pub dead: &'a mut Vec<usize>,
+    /// The grant of the last session opened here (sessions in a row with the same credential
+    /// share one [`Grant`]).
+    pub last_grant: &'a mut Option<Arc<Grant>>,
 }
 
 impl std::fmt::Debug for Env<'_> {
@@ -72,6 +75,28 @@ impl std::fmt::Debug for Env<'_> {
 impl Env<'_> {
     pub fn metrics(&self) -> &ShardMetrics {
         &self.state.metrics.shards[self.shard]
+    }
+
+    /// The grant for a new session: the last one when it is the same, else a new one (kept
+    /// for the next).
+    pub fn grant(
+        &mut self,
+        identity: Arc<str>,
+        acl: crate::auth::ChannelAcl,
+        forced_filter: Option<Arc<Filter>>,
+    ) -> Arc<Grant> {
+        if let Some(g) = self.last_grant.as_ref()
+            && g.same(&identity, &acl, &forced_filter)
+        {
+            return g.clone();
+        }
+        let g = Arc::new(Grant {
+            identity,
+            acl,
+            forced_filter,
+        });
+        *self.last_grant = Some(g.clone());
+        g
     }
 
     /// Marks `conn` (slab key `key`) for removal at the end of the turn.
@@ -376,7 +401,7 @@ impl Conn {
             |t: Instant| started_unix_ms + t.saturating_duration_since(started).as_millis() as i64;
         Some(serde_json::json!({
             "id": &*s.id.text(),
-            "identity": &*s.peer.identity,
+            "identity": &*s.peer.grant.identity,
             "transport": if self.transport() == Transport::Sse { "sse" } else { "ws" },
             "remote": s.peer.client_ip.to_string(),
             "connected_at": unix(s.connected_at),
@@ -413,14 +438,14 @@ mod budget {
         );
         // In the shard's slab, for every connection (the HTTP phase is boxed while it lasts).
         assert!(
-            size_of::<super::Conn>() <= 272,
+            size_of::<super::Conn>() <= 248,
             "Conn {}",
             size_of::<super::Conn>()
         );
         assert_eq!(size_of::<super::Phase>(), 16);
         // Boxed once per session.
         assert!(
-            size_of::<super::Session>() <= 232,
+            size_of::<super::Session>() <= 184,
             "Session {}",
             size_of::<super::Session>()
         );

@@ -140,7 +140,7 @@ fn on_bytes(ctx: &mut Env<'_>, key: usize, conn: &mut Conn, chunk: &[u8]) {
                         limits,
                     ));
                 }
-                tracing::info!(connection_id = %s.id, remote = %s.peer.client_ip, identity = %s.peer.identity, "connected");
+                tracing::info!(connection_id = %s.id, remote = %s.peer.client_ip, identity = %s.peer.grant.identity, "connected");
                 let deflate = s.deflate;
                 conn.open(s, transport);
                 if let (Some(d), Transport::WebSocket) = (deflate, transport) {
@@ -193,14 +193,9 @@ fn proxy_header(
 
 fn new_session(ctx: &mut Env<'_>, a: handshake::Admitted) -> Session {
     *ctx.conn_seq += 1;
-    let started = ctx.state.started.elapsed().as_nanos() as u64 ^ 0x5bd1_e995;
     let max_inbound = ctx.state.limits.load().max_inbound_bytes;
     Session {
-        id: crate::conn::state::SessionId {
-            nonce: started as u32,
-            shard: ctx.shard as u32,
-            seq: *ctx.conn_seq,
-        },
+        id: crate::conn::state::SessionId::new(ctx.shard, *ctx.conn_seq),
         position: None,
         deflate: a.deflate,
         reader: None,
@@ -211,10 +206,8 @@ fn new_session(ctx: &mut Env<'_>, a: handshake::Admitted) -> Session {
             + Duration::from_millis(ctx.state.cfg.server.heartbeat_ms),
         ping: crate::conn::Ping::Idle,
         trouble: None,
-        forced_filter: a.forced_filter,
         peer: crate::conn::Peer {
-            identity: a.identity.id,
-            acl: a.identity.acl,
+            grant: ctx.grant(a.identity.id, a.identity.acl, a.forced_filter),
             permit: a.permit,
             identity_permit: a.identity_permit,
             client_ip: a.client_ip,

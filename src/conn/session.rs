@@ -122,9 +122,9 @@ fn subscribe(
     }
     let channels = &unique[..];
     let fail = |code: &str, msg: &str| server::error(id, code, msg);
-    if let Some(ch) = channels.iter().find(|c| !s.peer.acl.allows(c)) {
+    if let Some(ch) = channels.iter().find(|c| !s.peer.grant.acl.allows(c)) {
         ctx.metrics().reject("forbidden_channel");
-        tracing::warn!(connection_id = %s.id, identity = %s.peer.identity, channel = %ch, "subscribe refused: channel not allowed");
+        tracing::warn!(connection_id = %s.id, identity = %s.peer.grant.identity, channel = %ch, "subscribe refused: channel not allowed");
         let msg = format!("not allowed to subscribe to {:?}", clip(ch));
         return reply(ctx, conn, fail("forbidden_channel", &msg));
     }
@@ -166,7 +166,7 @@ pub fn dedup(channels: &[String]) -> Vec<String> {
 /// The user filter ANDed with the identity's forced filter.
 fn combine(filter: Option<&serde_json::Value>, s: &Session) -> Result<Option<Arc<Filter>>, String> {
     let user = filter.map(Filter::parse).transpose()?;
-    Ok(match (user, &s.forced_filter) {
+    Ok(match (user, &s.peer.grant.forced_filter) {
         (Some(u), Some(f)) => Some(Arc::new(u.and(f))),
         (Some(u), None) => Some(Arc::new(u)),
         (None, f) => f.clone(),
@@ -280,7 +280,12 @@ fn push_replayed(ctx: &mut Env<'_>, conn: &mut Conn, events: &[Arc<Event>]) {
             (max_frames, max_bytes),
             now,
             |s, d| {
-                failed.conn(&s.id.text(), &s.peer.identity, d, Reason::SlowConsumer);
+                failed.conn(
+                    &s.id.text(),
+                    &s.peer.grant.identity,
+                    d,
+                    Reason::SlowConsumer,
+                );
                 dropped += 1;
             },
         );

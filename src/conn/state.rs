@@ -19,14 +19,41 @@ use crate::ws::extensions::Deflate;
 use super::outbox::Outbox;
 use super::sse;
 
-/// Who a session belongs to and what it may do, fixed at the upgrade.
+/// What a credential grants, fixed at the upgrade; one value shared by every session the
+/// shard opens in a row with the same grant (all anonymous sessions share one).
 #[derive(Debug)]
-pub struct Peer {
+pub struct Grant {
     /// JWT `sub`, the API key's `identity`, or `anonymous` (what the session keeps of its
-    /// [`crate::auth::Identity`]: the tier and filter claim are applied at the upgrade).
+    /// [`crate::auth::Identity`]: the tier is applied at the upgrade).
     pub identity: Arc<str>,
     /// The channels it may subscribe to.
     pub acl: crate::auth::ChannelAcl,
+    /// The credential's filter claim, ANDed with every subscribe's filter.
+    pub forced_filter: Option<Arc<Filter>>,
+}
+
+impl Grant {
+    /// The same grant (same identity, ACL and filter values, by pointer).
+    pub fn same(
+        &self,
+        identity: &Arc<str>,
+        acl: &crate::auth::ChannelAcl,
+        forced: &Option<Arc<Filter>>,
+    ) -> bool {
+        Arc::ptr_eq(&self.identity, identity)
+            && self.acl.ptr_eq(acl)
+            && match (&self.forced_filter, forced) {
+                (None, None) => true,
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                _ => false,
+            }
+    }
+}
+
+/// Who a session belongs to and what it may do, fixed at the upgrade.
+#[derive(Debug)]
+pub struct Peer {
+    pub grant: Arc<Grant>,
     /// The connection slot (global, per IP); released when the connection is dropped.
     pub permit: crate::auth::ConnPermit,
     /// The identity's connection count, when its tier caps it (released on drop).
@@ -48,18 +75,35 @@ pub enum Ping {
     Out { at: Stamp },
 }
 
-/// A session's id as clients and logs see it (`{nonce:x}-{shard}-{seq}`), kept as numbers and
-/// written out on demand ([`SessionId::text`], `Display`).
+/// A session's id as clients and logs see it (`{nonce:x}-{shard}-{seq}`: the process's
+/// random nonce, the shard, the shard's connection count), kept as one number (shard in the
+/// top 16 bits) and written out on demand ([`SessionId::text`], `Display`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SessionId {
-    pub nonce: u32,
-    pub shard: u32,
-    pub seq: u64,
+pub struct SessionId(u64);
+
+const SEQ_BITS: u32 = 48;
+
+impl SessionId {
+    pub fn new(shard: usize, seq: u64) -> SessionId {
+        SessionId(((shard as u64) << SEQ_BITS) | (seq & ((1 << SEQ_BITS) - 1)))
+    }
+}
+
+/// Differs per process run, so ids of two runs do not collide.
+fn nonce() -> u32 {
+    static NONCE: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *NONCE.get_or_init(|| {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        ((t ^ (u64::from(std::process::id()) << 20)) as u32) ^ 0x5bd1_e995
+    })
 }
 
 impl fmt::Display for SessionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:x}-{}-{}", self.nonce, self.shard, self.seq)
+        let (shard, seq) = (self.0 >> SEQ_BITS, self.0 & ((1 << SEQ_BITS) - 1));
+        write!(f, "{:x}-{shard}-{seq}", nonce())
     }
 }
 
@@ -123,7 +167,6 @@ pub struct Session {
     /// `Some` once the session lost events (drop counts, gaps not yet reported, the overflow
     /// clock); kept from then on for the admin view.
     pub trouble: Option<Box<Trouble>>,
-    pub forced_filter: Option<Arc<Filter>>,
     pub next_ping: Stamp,
     pub ping: Ping,
     pub connected_at: Instant,

@@ -51,6 +51,8 @@ pub struct Ctx {
     /// Events delivered this turn: when ingest built each, and its record timestamp (ms).
     pub turn_events: Vec<(Instant, i64)>,
     pub conn_seq: u64,
+    /// The last session's grant (see `conn::Env::grant`).
+    pub last_grant: Option<Arc<crate::conn::Grant>>,
     /// Local tallies flushed to the shared counters once per turn.
     pub deliveries: u64,
     pub outbox_bytes: i64,
@@ -71,6 +73,7 @@ impl Ctx {
             conn_seq: &mut self.conn_seq,
             outbox_bytes: &mut self.outbox_bytes,
             dead: &mut self.dead,
+            last_grant: &mut self.last_grant,
         }
     }
 
@@ -182,6 +185,7 @@ impl Shard {
                 dead: Vec::new(),
                 turn_events: Vec::with_capacity(1024),
                 conn_seq: 0,
+                last_grant: None,
                 deliveries: 0,
                 outbox_bytes: 0,
             },

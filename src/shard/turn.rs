@@ -172,7 +172,7 @@ impl Shard {
                         .iter()
                         .filter(|(_, c)| match (&identity, &c.phase) {
                             (None, _) => true,
-                            (Some(id), Phase::Open(s)) => *s.peer.identity == **id,
+                            (Some(id), Phase::Open(s)) => *s.peer.grant.identity == **id,
                             _ => false,
                         })
                         .filter_map(|(_, c)| {
@@ -251,7 +251,7 @@ impl Shard {
                                 m.dropped_slow_consumer.inc();
                                 failed.conn(
                                     &s.id.text(),
-                                    &s.peer.identity,
+                                    &s.peer.grant.identity,
                                     ev,
                                     Reason::SlowConsumerClose,
                                 );
@@ -399,7 +399,7 @@ impl Shard {
                 let failed = ctx.shared.fanout.failed.shard(ctx.id);
                 for f in conn.outbox.iter() {
                     if let Frame::Event(ev) = f {
-                        failed.conn(&s.id.text(), &s.peer.identity, &ev, Reason::Closed);
+                        failed.conn(&s.id.text(), &s.peer.grant.identity, &ev, Reason::Closed);
                     }
                 }
                 ctx.metrics().connections.add(-1);
