@@ -89,10 +89,10 @@ mod tests {
             deflate: None,
             reader: None,
             max_inbound: 1024,
-            subs: vec![Sub {
+            subs: crate::conn::state::Subs::One(Sub {
                 channel: "c".into(),
                 watermarks: None,
-            }],
+            }),
             has_watermarks: false,
             next_ping: crate::clock::Stamp::at(now),
             ping: crate::conn::Ping::Idle,
@@ -111,7 +111,7 @@ mod tests {
                     limits.inbound_burst,
                 ),
             },
-            connected_at: now,
+            connected_ms: 0,
         }
     }
 

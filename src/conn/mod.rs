@@ -404,7 +404,7 @@ impl Conn {
             "identity": &*s.peer.grant.identity,
             "transport": if self.transport() == Transport::Sse { "sse" } else { "ws" },
             "remote": s.peer.client_ip.to_string(),
-            "connected_at": unix(s.connected_at),
+            "connected_at": started_unix_ms + s.connected_ms as i64,
             "last_heartbeat": unix(self.last_read.instant(now)),
             "healthy": self.is_open() && s.overflow_since().is_none(),
             "subscriptions": s.subs.iter().map(|x| &*x.channel).collect::<Vec<_>>(),

@@ -200,7 +200,7 @@ fn new_session(ctx: &mut Env<'_>, a: handshake::Admitted) -> Session {
         deflate: a.deflate,
         reader: None,
         max_inbound: u32::try_from(max_inbound).unwrap_or(u32::MAX),
-        subs: Vec::new(),
+        subs: Default::default(),
         has_watermarks: false,
         next_ping: crate::clock::Stamp::at(ctx.now)
             + Duration::from_millis(ctx.state.cfg.server.heartbeat_ms),
@@ -216,7 +216,10 @@ fn new_session(ctx: &mut Env<'_>, a: handshake::Admitted) -> Session {
                 a.limits.inbound_burst,
             ),
         },
-        connected_at: ctx.now,
+        connected_ms: ctx
+            .now
+            .saturating_duration_since(ctx.state.started)
+            .as_millis() as u64,
     }
 }
 

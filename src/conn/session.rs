@@ -221,7 +221,6 @@ pub fn attach(
     since: Option<&Since>,
 ) -> Option<Resumed> {
     // Exactly what this subscribe adds: most connections hold one or two channels.
-    s.subs.reserve_exact(channels.len());
     for ch in channels {
         // Index first, replay second: every event is then either in what replay returns or
         // pushed to this shard's ring afterwards; the watermarks drop the overlap.
@@ -373,7 +372,7 @@ fn unsubscribe(
 /// Removes every subscription of a session that is going away.
 pub fn drop_subscriptions(ctx: &mut Env<'_>, key: usize, conn: &mut Conn) {
     if let Phase::Open(s) = &mut conn.phase {
-        for sub in s.subs.drain(..) {
+        for sub in s.subs.drain() {
             ctx.metrics().subscriptions.add(-1);
             ctx.subs.unsubscribe(&sub.channel, key);
         }

@@ -157,7 +157,7 @@ impl SessionId {
 pub struct Session {
     pub id: SessionId,
     pub peer: Peer,
-    pub subs: Vec<Sub>,
+    pub subs: Subs,
     /// `Some` while an inbound message is being read (a partial frame, a fragmented message,
     /// a client's deflate context): an idle socket holds no read state.
     pub reader: Option<Box<Reader>>,
@@ -169,7 +169,8 @@ pub struct Session {
     pub trouble: Option<Box<Trouble>>,
     pub next_ping: Stamp,
     pub ping: Ping,
-    pub connected_at: Instant,
+    /// Milliseconds from the server's start to the upgrade.
+    pub connected_ms: u64,
     /// Largest inbound message (`limits.max_inbound_bytes` at the upgrade).
     pub max_inbound: u32,
     /// The negotiated `permessage-deflate` (events go out compressed, client messages may be).
@@ -221,6 +222,79 @@ pub struct Trouble {
     /// Drop episodes (each reported by a `gap` frame) and the last one's time and reason.
     pub failed: u64,
     pub last_failure: Option<(Instant, &'static str)>,
+}
+
+/// A session's subscriptions, read as a slice: the first is held inline (most sessions
+/// subscribe to one channel), more in a `Vec` sized exactly.
+#[derive(Debug, Default)]
+pub enum Subs {
+    #[default]
+    None,
+    One(Sub),
+    Many(Vec<Sub>),
+}
+
+impl std::ops::Deref for Subs {
+    type Target = [Sub];
+    fn deref(&self) -> &[Sub] {
+        match self {
+            Subs::None => &[],
+            Subs::One(s) => std::slice::from_ref(s),
+            Subs::Many(v) => v,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Subs {
+    fn deref_mut(&mut self) -> &mut [Sub] {
+        match self {
+            Subs::None => &mut [],
+            Subs::One(s) => std::slice::from_mut(s),
+            Subs::Many(v) => v,
+        }
+    }
+}
+
+impl Subs {
+    pub fn push(&mut self, sub: Sub) {
+        *self = match std::mem::take(self) {
+            Subs::None => Subs::One(sub),
+            Subs::One(first) => Subs::Many(vec![first, sub]),
+            Subs::Many(mut v) => {
+                v.reserve_exact(1);
+                v.push(sub);
+                Subs::Many(v)
+            }
+        };
+    }
+
+    /// Removes the `i`th subscription (order is not kept).
+    pub fn swap_remove(&mut self, i: usize) -> Option<Sub> {
+        let (out, rest) = match std::mem::take(self) {
+            Subs::One(s) if i == 0 => (Some(s), Subs::None),
+            Subs::Many(mut v) if i < v.len() => {
+                let s = v.swap_remove(i);
+                let rest = match v.len() {
+                    1 => v.pop().map_or(Subs::None, Subs::One),
+                    _ => Subs::Many(v),
+                };
+                (Some(s), rest)
+            }
+            other => (None, other),
+        };
+        *self = rest;
+        out
+    }
+
+    /// Takes every subscription out.
+    pub fn drain(&mut self) -> impl Iterator<Item = Sub> + use<> {
+        let (one, many) = match std::mem::take(self) {
+            Subs::None => (None, Vec::new()),
+            Subs::One(s) => (Some(s), Vec::new()),
+            Subs::Many(v) => (None, v),
+        };
+        one.into_iter().chain(many)
+    }
 }
 
 /// Resume dedup marks: (topic, partition, last offset already delivered by replay).
@@ -326,5 +400,56 @@ impl Session {
                     .flat_map(|w| w.iter())
                     .any(|(t, p, o)| *p == ev.partition && ev.offset <= *o && **t == *ev.topic)
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sub(c: &str) -> Sub {
+        Sub {
+            channel: c.into(),
+            watermarks: None,
+        }
+    }
+
+    fn names(s: &Subs) -> Vec<&str> {
+        s.iter().map(|x| &*x.channel).collect()
+    }
+
+    #[test]
+    fn subs_hold_one_inline_and_more_in_a_vec_and_give_them_all_back() {
+        let mut s = Subs::default();
+        assert!(s.is_empty());
+        s.push(sub("a"));
+        assert!(
+            matches!(s, Subs::One(_)),
+            "one subscription needs no allocation"
+        );
+        s.push(sub("b"));
+        s.push(sub("c"));
+        assert_eq!(names(&s), ["a", "b", "c"]);
+        assert_eq!(s.swap_remove(0).map(|x| x.channel), Some("a".into()));
+        assert_eq!(names(&s), ["c", "b"]);
+        assert!(s.swap_remove(5).is_none(), "out of range removes nothing");
+        assert_eq!(s.swap_remove(1).map(|x| x.channel), Some("b".into()));
+        assert!(matches!(s, Subs::One(_)), "back inline at one");
+        s.push(sub("d"));
+        let all: Vec<_> = s.drain().map(|x| x.channel).collect();
+        assert_eq!(all, ["c".into(), "d".into()] as [Arc<str>; 2]);
+        assert!(s.is_empty());
+        s.push(sub("e"));
+        assert_eq!(s.swap_remove(0).map(|x| x.channel), Some("e".into()));
+        assert!(matches!(s, Subs::None));
+    }
+
+    #[test]
+    fn session_ids_read_back_as_nonce_shard_and_sequence() {
+        let id = SessionId::new(3, 42);
+        let text = id.to_string();
+        assert!(text.ends_with("-3-42"), "{text}");
+        assert_eq!(&*id.text(), text);
+        assert_ne!(SessionId::new(1, 42), SessionId::new(2, 42));
     }
 }
