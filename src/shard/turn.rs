@@ -83,8 +83,8 @@ impl Shard {
                     };
                     let now = ctx.now;
                     let mut delivered = false;
-                    for e in entries {
-                        let Some(conn) = conns.get_mut(e.conn) else {
+                    for (key, filter) in entries.iter() {
+                        let Some(conn) = conns.get_mut(key) else {
                             continue;
                         };
                         if !conn.is_open() {
@@ -100,15 +100,7 @@ impl Shard {
                             ctx.outbox_bytes += conn.outbox.bytes() as i64 - b;
                         }
                         let before = conn.outbox.bytes();
-                        let outcome = deliver(
-                            s,
-                            &mut conn.outbox,
-                            e.filter.as_deref(),
-                            &ev,
-                            caps,
-                            now,
-                            failed,
-                        );
+                        let outcome = deliver(s, &mut conn.outbox, filter, &ev, caps, now, failed);
                         match outcome {
                             Delivery::Filtered => continue,
                             Delivery::Delivered => {}
@@ -117,7 +109,7 @@ impl Shard {
                         ctx.outbox_bytes += conn.outbox.bytes() as i64 - before as i64;
                         ctx.deliveries += 1;
                         delivered = true;
-                        mark_dirty(&mut ctx.dirty, e.conn, conn);
+                        mark_dirty(&mut ctx.dirty, key, conn);
                     }
                     if delivered {
                         ctx.turn_events.push((ev.ingested_at, ev.ts_ms));
@@ -127,15 +119,15 @@ impl Shard {
                     let Some(entries) = ctx.index.get(&channel) else {
                         continue;
                     };
-                    for e in entries {
-                        let Some(conn) = conns.get_mut(e.conn) else {
+                    for (key, _) in entries.iter() {
+                        let Some(conn) = conns.get_mut(key) else {
                             continue;
                         };
                         let Phase::Open(s) = &mut conn.phase else {
                             continue;
                         };
                         s.note_ring_gap(&channel, dropped);
-                        mark_dirty(&mut ctx.dirty, e.conn, conn);
+                        mark_dirty(&mut ctx.dirty, key, conn);
                     }
                 }
                 RingItem::Status(status) => {
