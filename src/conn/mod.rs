@@ -438,7 +438,7 @@ mod budget {
         );
         // In the shard's slab, for every connection (the HTTP phase is boxed while it lasts).
         assert!(
-            size_of::<super::Conn>() <= 248,
+            size_of::<super::Conn>() <= 104,
             "Conn {}",
             size_of::<super::Conn>()
         );

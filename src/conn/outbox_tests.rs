@@ -260,3 +260,68 @@ fn deflate_outbox_writes_and_counts_the_shared_compressed_frame() {
         "small events go plain"
     );
 }
+
+// Memory policy (docs/tuning.md §6): an idle connection's outbox holds no queue state.
+
+#[test]
+fn an_outbox_is_small_inline() {
+    assert!(
+        std::mem::size_of::<Outbox>() <= 40,
+        "{}",
+        std::mem::size_of::<Outbox>()
+    );
+}
+
+#[test]
+fn control_frames_alone_leave_no_lanes_once_written() {
+    let mut o = Outbox::default();
+    assert!(!o.holds_lanes());
+    let mark = o.push_control(Bytes::from_static(b"welcome"));
+    assert!(o.holds_lanes());
+    o.consume(3);
+    assert!(o.holds_lanes(), "a torn frame keeps the lanes");
+    o.consume(4);
+    assert!(!o.holds_lanes(), "drained with no events flowing: freed");
+    assert_eq!(o.control_written(), mark);
+    assert!(o.is_empty() && o.bytes() == 0 && o.ordered().next().is_none());
+}
+
+#[test]
+fn flowing_events_keep_their_lanes_until_a_trim_on_empty() {
+    let mut o = Outbox::default();
+    for i in 0..5 {
+        o.push_event(&ev(i, 10), 100, 1 << 20, |_| panic!("no drop"));
+        let n = o.bytes();
+        o.consume(n);
+        assert!(
+            o.holds_lanes(),
+            "steady deliveries never re-allocate the lanes"
+        );
+    }
+    assert_eq!(o.events_written(), 5);
+    // Not empty, or a torn head: trim frees nothing and loses nothing.
+    o.push_event(&ev(5, 10), 100, 1 << 20, |_| panic!("no drop"));
+    o.trim();
+    assert!(o.holds_lanes() && o.event_frames() == 1);
+    o.consume(2);
+    o.trim();
+    assert!(o.holds_lanes() && o.head_offset() == 2);
+    let n = o.bytes();
+    o.consume(n);
+    o.trim();
+    assert!(!o.holds_lanes(), "empty at a quiet moment: freed");
+    assert_eq!(o.events_written(), 6, "the count survives the lanes");
+}
+
+#[test]
+fn control_marks_keep_counting_across_freed_lanes() {
+    let mut o = Outbox::default();
+    let a = o.push_control(Bytes::from_static(b"one"));
+    o.consume(3);
+    assert!(!o.holds_lanes());
+    let b = o.push_control(Bytes::from_static(b"two"));
+    assert!(b > a, "a new mark after the lanes were freed: {a} then {b}");
+    assert!(o.control_written() < b, "not out yet");
+    o.consume(3);
+    assert_eq!(o.control_written(), b);
+}

@@ -255,6 +255,8 @@ impl Shard {
                             s.next_ping = Stamp::at(now) + hb;
                             // Keeps the bucket's wrapping clock within range (TokenBucket).
                             s.peer.bucket.refill(now);
+                            // A quiet moment: lanes that drained since the last one go back.
+                            conn.outbox.trim();
                             if sse {
                                 conn.outbox.push_control(crate::conn::sse::HEARTBEAT);
                             } else if s.ping == Ping::Idle {
