@@ -361,48 +361,51 @@ impl Drop for ConnPermit {
     }
 }
 
-/// Inbound message rate for ONE connection: `rate` tokens/s, bucket of `burst`.
-/// Not shared: owned by the connection, no synchronization. A rate of 0 allows everything.
-/// 16 bytes (every open connection has one): the last refill is a [`Stamp`], exact within
-/// 24.8 days, so an owner that may stay silent longer calls [`TokenBucket::refill`] now and
-/// then (the shard does at each heartbeat).
+/// A message rate: `per_s` tokens a second into a bucket of `burst` (0 `per_s`: unlimited).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub per_s: u32,
+    pub burst: u32,
+}
+
+/// Inbound message rate for ONE connection: its tokens and last refill; the [`Rate`] is the
+/// credential's, kept once for all its sessions and passed in. Not shared: owned by the
+/// connection, no synchronization. 8 bytes (every open connection has one): the last refill
+/// is a [`Stamp`], exact within 24.8 days, so an owner that may stay silent longer calls
+/// [`TokenBucket::refill`] now and then (the shard does at each heartbeat).
 #[derive(Debug, Clone)]
 pub struct TokenBucket {
-    rate: u32,
-    burst: u32,
     tokens: f32,
     last: Stamp,
 }
 
 impl TokenBucket {
-    /// Starts full. `burst` below 1 is raised to 1.
-    pub fn new(rate_per_s: u32, burst: u32) -> Self {
-        let burst = burst.max(1);
+    /// Starts full. A `burst` below 1 counts as 1.
+    pub fn new(rate: Rate) -> Self {
         TokenBucket {
-            rate: rate_per_s,
-            burst,
-            tokens: burst as f32,
+            tokens: rate.burst.max(1) as f32,
             last: Stamp::at(Instant::now()),
         }
     }
 
     /// Adds the tokens earned since the last refill (none taken).
-    pub fn refill(&mut self, now: Instant) {
+    pub fn refill(&mut self, now: Instant, rate: Rate) {
         let now = Stamp::at(now);
-        if self.tokens < self.burst as f32 {
+        let burst = rate.burst.max(1) as f32;
+        if self.tokens < burst {
             let dt = now.since(self.last).as_secs_f64();
-            let tokens = f64::from(self.tokens) + dt * f64::from(self.rate);
-            self.tokens = tokens.min(f64::from(self.burst)) as f32;
+            let tokens = f64::from(self.tokens) + dt * f64::from(rate.per_s);
+            self.tokens = tokens.min(f64::from(burst)) as f32;
         }
         self.last = now;
     }
 
     /// Takes one token if available.
-    pub fn allow(&mut self, now: Instant) -> bool {
-        if self.rate == 0 {
+    pub fn allow(&mut self, now: Instant, rate: Rate) -> bool {
+        if rate.per_s == 0 {
             return true;
         }
-        self.refill(now);
+        self.refill(now, rate);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
             true
@@ -419,15 +422,19 @@ mod tests {
 
     #[test]
     fn bucket_burst_then_rate() {
-        let mut b = TokenBucket::new(10, 20);
+        let r = Rate {
+            per_s: 10,
+            burst: 20,
+        };
+        let mut b = TokenBucket::new(r);
         let t0 = Instant::now();
-        assert_eq!((0..30).filter(|_| b.allow(t0)).count(), 20);
-        assert!(!b.allow(t0));
-        assert!(b.allow(t0 + Duration::from_millis(100)));
-        assert!(!b.allow(t0 + Duration::from_millis(100)));
+        assert_eq!((0..30).filter(|_| b.allow(t0, r)).count(), 20);
+        assert!(!b.allow(t0, r));
+        assert!(b.allow(t0 + Duration::from_millis(100), r));
+        assert!(!b.allow(t0 + Duration::from_millis(100), r));
         assert_eq!(
             (0..30)
-                .filter(|_| b.allow(t0 + Duration::from_secs(60)))
+                .filter(|_| b.allow(t0 + Duration::from_secs(60), r))
                 .count(),
             20
         );

@@ -40,7 +40,7 @@ pub use api_keys::{ApiKeyGrant, ApiKeys, sha256_hex};
 pub use credentials::{Credential, CredentialSource, RequestView, extract, redact_query};
 pub use identity::{IdentityKey, IdentityLimiter, IdentityPermit, RestQuota};
 pub use jwt::{Claims, JwtVerifier};
-pub use limits::{ConnLimiter, ConnPermit, HeadSlot, LimitReject, TokenBucket};
+pub use limits::{ConnLimiter, ConnPermit, HeadSlot, LimitReject, Rate, TokenBucket};
 pub use proxy::{
     PROXY_V2_SIGNATURE, ProxyError, ProxyHeader, client_ip, in_cidrs, parse_cidrs, parse_proxy_v2,
 };

@@ -88,7 +88,6 @@ mod tests {
             position: None,
             deflate: None,
             reader: None,
-            max_inbound: 1024,
             subs: crate::conn::state::Subs::One(Sub {
                 channel: "c".into(),
                 watermarks: None,
@@ -102,14 +101,19 @@ mod tests {
                     identity: "anonymous".into(),
                     acl: crate::auth::ChannelAcl::all(),
                     forced_filter: None,
+                    inbound: crate::auth::Rate {
+                        per_s: limits.inbound_msgs_per_s,
+                        burst: limits.inbound_burst,
+                    },
+                    max_inbound: 1024,
                 }),
                 permit: limiter.try_acquire(ip).expect("permit"),
                 client_ip: ip,
                 identity_permit: None,
-                bucket: crate::auth::TokenBucket::new(
-                    limits.inbound_msgs_per_s,
-                    limits.inbound_burst,
-                ),
+                bucket: crate::auth::TokenBucket::new(crate::auth::Rate {
+                    per_s: limits.inbound_msgs_per_s,
+                    burst: limits.inbound_burst,
+                }),
             },
             connected_ms: 0,
         }

@@ -79,22 +79,13 @@ impl Env<'_> {
 
     /// The grant for a new session: the last one when it is the same, else a new one (kept
     /// for the next).
-    pub fn grant(
-        &mut self,
-        identity: Arc<str>,
-        acl: crate::auth::ChannelAcl,
-        forced_filter: Option<Arc<Filter>>,
-    ) -> Arc<Grant> {
+    pub fn grant(&mut self, grant: Grant) -> Arc<Grant> {
         if let Some(g) = self.last_grant.as_ref()
-            && g.same(&identity, &acl, &forced_filter)
+            && g.same(&grant)
         {
             return g.clone();
         }
-        let g = Arc::new(Grant {
-            identity,
-            acl,
-            forced_filter,
-        });
+        let g = Arc::new(grant);
         *self.last_grant = Some(g.clone());
         g
     }
@@ -351,7 +342,7 @@ impl Conn {
         let written = self.outbox.control_written();
         if let Phase::Open(s) = &mut self.phase
             && let Ping::Queued { mark } = s.ping
-            && written >= mark
+            && (written as u32).wrapping_sub(mark) as i32 >= 0
         {
             s.ping = Ping::Out { at: Stamp::at(now) };
             return true;
@@ -445,7 +436,7 @@ mod budget {
         assert_eq!(size_of::<super::Phase>(), 16);
         // Boxed once per session.
         assert!(
-            size_of::<super::Session>() <= 184,
+            size_of::<super::Session>() <= 160,
             "Session {}",
             size_of::<super::Session>()
         );

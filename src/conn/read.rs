@@ -194,12 +194,15 @@ fn proxy_header(
 fn new_session(ctx: &mut Env<'_>, a: handshake::Admitted) -> Session {
     *ctx.conn_seq += 1;
     let max_inbound = ctx.state.limits.load().max_inbound_bytes;
+    let rate = crate::auth::Rate {
+        per_s: a.limits.inbound_msgs_per_s,
+        burst: a.limits.inbound_burst,
+    };
     Session {
         id: crate::conn::state::SessionId::new(ctx.shard, *ctx.conn_seq),
         position: None,
         deflate: a.deflate,
         reader: None,
-        max_inbound: u32::try_from(max_inbound).unwrap_or(u32::MAX),
         subs: Default::default(),
         has_watermarks: false,
         next_ping: crate::clock::Stamp::at(ctx.now)
@@ -207,14 +210,17 @@ fn new_session(ctx: &mut Env<'_>, a: handshake::Admitted) -> Session {
         ping: crate::conn::Ping::Idle,
         trouble: None,
         peer: crate::conn::Peer {
-            grant: ctx.grant(a.identity.id, a.identity.acl, a.forced_filter),
+            grant: ctx.grant(crate::conn::Grant {
+                identity: a.identity.id,
+                acl: a.identity.acl,
+                forced_filter: a.forced_filter,
+                inbound: rate,
+                max_inbound: u32::try_from(max_inbound).unwrap_or(u32::MAX),
+            }),
             permit: a.permit,
             identity_permit: a.identity_permit,
             client_ip: a.client_ip,
-            bucket: crate::auth::TokenBucket::new(
-                a.limits.inbound_msgs_per_s,
-                a.limits.inbound_burst,
-            ),
+            bucket: crate::auth::TokenBucket::new(rate),
         },
         connected_ms: ctx
             .now
@@ -231,7 +237,7 @@ fn ws_bytes(ctx: &mut Env<'_>, key: usize, conn: &mut Conn, chunk: &[u8]) {
     let Phase::Open(s) = &mut conn.phase else {
         return;
     };
-    let (max, deflate) = (s.max_inbound, s.deflate);
+    let (max, deflate) = (s.peer.grant.max_inbound, s.deflate);
     s.reader
         .get_or_insert_with(|| Box::new(Reader::new(max, deflate)))
         .rbuf

@@ -39,7 +39,7 @@ pub fn on_message(ctx: &mut Env<'_>, key: usize, conn: &mut Conn, msg: Message) 
         msg,
         Message::Text(_) | Message::Binary(_) | Message::Ping(_)
     );
-    if counted && !s.peer.bucket.allow(now) {
+    if counted && !s.peer.bucket.allow(now, s.peer.grant.inbound) {
         ctx.metrics().reject("rate_limited");
         tracing::warn!(connection_id = %s.id, remote = %s.peer.client_ip, "inbound message rate exceeded; closing 1008");
         conn.close(1008, "message rate limit exceeded", now);

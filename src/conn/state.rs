@@ -30,17 +30,25 @@ pub struct Grant {
     pub acl: crate::auth::ChannelAcl,
     /// The credential's filter claim, ANDed with every subscribe's filter.
     pub forced_filter: Option<Arc<Filter>>,
+    /// Inbound message rate (`inbound_msgs_per_s`, `inbound_burst` of the identity's tier).
+    pub inbound: crate::auth::Rate,
+    /// Largest inbound message (`limits.max_inbound_bytes` at the upgrade).
+    pub max_inbound: u32,
 }
 
 impl Grant {
     /// The same grant (same identity, ACL and filter values, by pointer).
-    pub fn same(
-        &self,
-        identity: &Arc<str>,
-        acl: &crate::auth::ChannelAcl,
-        forced: &Option<Arc<Filter>>,
-    ) -> bool {
-        Arc::ptr_eq(&self.identity, identity)
+    pub fn same(&self, other: &Grant) -> bool {
+        let Grant {
+            identity,
+            acl,
+            forced_filter: forced,
+            inbound,
+            max_inbound,
+        } = other;
+        self.inbound == *inbound
+            && self.max_inbound == *max_inbound
+            && Arc::ptr_eq(&self.identity, identity)
             && self.acl.ptr_eq(acl)
             && match (&self.forced_filter, forced) {
                 (None, None) => true,
@@ -60,7 +68,7 @@ pub struct Peer {
     pub identity_permit: Option<Box<crate::auth::IdentityPermit>>,
     /// Client address after trusted-proxy resolution.
     pub client_ip: std::net::IpAddr,
-    /// Inbound message rate (`inbound_msgs_per_s`, `inbound_burst` of the identity's tier).
+    /// Inbound messages taken at the grant's rate.
     pub bucket: crate::auth::TokenBucket,
 }
 
@@ -69,8 +77,9 @@ pub struct Peer {
 pub enum Ping {
     /// No ping awaits an answer.
     Idle,
-    /// In the control lane; out once `outbox.control_written() >= mark`.
-    Queued { mark: u64 },
+    /// In the control lane; out once `outbox.control_written()` reaches `mark` (the low 32
+    /// bits, compared wrapping: one ping is outstanding at a time).
+    Queued { mark: u32 },
     /// Written out at `at`: the peer must be heard from by `at + 1.5 × heartbeat_ms`.
     Out { at: Stamp },
 }
@@ -171,8 +180,6 @@ pub struct Session {
     pub ping: Ping,
     /// Milliseconds from the server's start to the upgrade.
     pub connected_ms: u64,
-    /// Largest inbound message (`limits.max_inbound_bytes` at the upgrade).
-    pub max_inbound: u32,
     /// The negotiated `permessage-deflate` (events go out compressed, client messages may be).
     pub deflate: Option<Deflate>,
     /// Any sub has replay watermarks (skip the per-delivery check when false).

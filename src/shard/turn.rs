@@ -254,14 +254,14 @@ impl Shard {
                         } else if Stamp::at(now).reached(s.next_ping) {
                             s.next_ping = Stamp::at(now) + hb;
                             // Keeps the bucket's wrapping clock within range (TokenBucket).
-                            s.peer.bucket.refill(now);
+                            s.peer.bucket.refill(now, s.peer.grant.inbound);
                             // A quiet moment: lanes that drained since the last one go back.
                             conn.outbox.trim();
                             if sse {
                                 conn.outbox.push_control(crate::conn::sse::HEARTBEAT);
                             } else if s.ping == Ping::Idle {
                                 let mark = conn.outbox.push_control(crate::ws::ping_frame(&[]));
-                                s.ping = Ping::Queued { mark };
+                                s.ping = Ping::Queued { mark: mark as u32 };
                             }
                         }
                     }
