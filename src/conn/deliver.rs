@@ -108,7 +108,7 @@ mod tests {
                     max_inbound: 1024,
                 }),
                 permit: limiter.try_acquire(ip).expect("permit"),
-                client_ip: ip,
+                client: crate::conn::state::pack_ip(ip),
                 identity_permit: None,
                 bucket: crate::auth::TokenBucket::new(crate::auth::Rate {
                     per_s: limits.inbound_msgs_per_s,

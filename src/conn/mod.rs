@@ -163,14 +163,50 @@ pub enum Transport {
     Echo,
 }
 
-/// Where a connection is in its life: `Open` → `Closing` → `Dead`, never back.
+/// Where a connection is in its life: `Open` → `Closing` → `Dead`, never back. One pointer
+/// (every connection has one): nothing while open, the [`Ending`] boxed once it starts.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Life(Option<Box<Ending>>);
+
+/// A connection's end.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Life {
-    Open,
-    /// Finishing (boxed: only a closing connection needs the linger bookkeeping).
-    Closing(Box<Closing>),
+pub enum Ending {
+    /// Finishing: see [`Closing`].
+    Closing(Closing),
     /// Removed at the end of this turn.
     Dead,
+}
+
+impl Life {
+    pub fn is_open(&self) -> bool {
+        self.0.is_none()
+    }
+
+    pub fn is_dead(&self) -> bool {
+        matches!(self.0.as_deref(), Some(Ending::Dead))
+    }
+
+    /// The closing bookkeeping, while closing.
+    pub fn closing(&self) -> Option<&Closing> {
+        match self.0.as_deref() {
+            Some(Ending::Closing(c)) => Some(c),
+            _ => None,
+        }
+    }
+
+    pub fn closing_mut(&mut self) -> Option<&mut Closing> {
+        match self.0.as_deref_mut() {
+            Some(Ending::Closing(c)) => Some(c),
+            _ => None,
+        }
+    }
+
+    fn set(&mut self, e: Ending) {
+        match self.0.as_deref_mut() {
+            Some(old) => *old = e,
+            None => self.0 = Some(Box::new(e)),
+        }
+    }
 }
 
 /// A closing connection: flush what is queued (`close_sent`: our WebSocket close frame is
@@ -204,7 +240,7 @@ impl Conn {
                 slot: None,
             })),
             outbox: Outbox::default(),
-            life: Life::Open,
+            life: Life::default(),
             queued: false,
             last_read: Stamp::at(now),
             timer: None,
@@ -231,7 +267,7 @@ impl Conn {
     pub fn client_ip(&self) -> std::net::IpAddr {
         match &self.phase {
             Phase::Http(h) => h.client.unwrap_or(h.remote).ip(),
-            Phase::Open(s) => s.peer.client_ip,
+            Phase::Open(s) => s.peer.client_ip(),
         }
     }
 
@@ -241,17 +277,17 @@ impl Conn {
     }
 
     pub fn is_open(&self) -> bool {
-        matches!(self.life, Life::Open)
+        self.life.is_open()
     }
 
     pub fn is_dead(&self) -> bool {
-        matches!(self.life, Life::Dead)
+        self.life.is_dead()
     }
 
     /// Marks this connection (slab key `key`) `Dead` and lists it for removal, once.
     pub fn kill(&mut self, key: usize, dead: &mut Vec<usize>) {
         if !self.is_dead() {
-            self.life = Life::Dead;
+            self.life.set(Ending::Dead);
             dead.push(key);
         }
     }
@@ -265,12 +301,12 @@ impl Conn {
 
     /// The write side is to be shut once everything queued is written.
     pub fn shut_pending(&self) -> bool {
-        matches!(&self.life, Life::Closing(c) if !c.write_shut)
+        self.life.closing().is_some_and(|c| !c.write_shut)
     }
 
     /// Everything queued is written and the write side was shut.
     pub fn mark_write_shut(&mut self) {
-        if let Life::Closing(c) = &mut self.life {
+        if let Some(c) = self.life.closing_mut() {
             c.write_shut = true;
         }
     }
@@ -294,7 +330,7 @@ impl Conn {
         if ws {
             self.outbox.push_close(crate::ws::close_frame(code, reason));
         }
-        self.life = Life::Closing(Box::new(Closing {
+        self.life.set(Ending::Closing(Closing {
             deadline: now + CLOSE_LINGER,
             close_sent: ws,
             write_shut: false,
@@ -315,7 +351,7 @@ impl Conn {
     pub fn linger_on(&mut self, now: Instant) -> bool {
         let left = self.unsent();
         let queued = !self.outbox.is_empty();
-        let Life::Closing(c) = &mut self.life else {
+        let Some(c) = self.life.closing_mut() else {
             return false;
         };
         if (left >= c.unsent && !queued) || now >= c.until {
@@ -357,7 +393,7 @@ impl Conn {
         heartbeat: Duration,
         slow_close: Duration,
     ) -> Instant {
-        if let Life::Closing(c) = &self.life {
+        if let Some(c) = self.life.closing() {
             return c.deadline;
         }
         match &self.phase {
@@ -394,7 +430,7 @@ impl Conn {
             "id": &*s.id.text(),
             "identity": &*s.peer.grant.identity,
             "transport": if self.transport() == Transport::Sse { "sse" } else { "ws" },
-            "remote": s.peer.client_ip.to_string(),
+            "remote": s.peer.client_ip().to_string(),
             "connected_at": started_unix_ms + s.connected_ms as i64,
             "last_heartbeat": unix(self.last_read.instant(now)),
             "healthy": self.is_open() && s.overflow_since().is_none(),
@@ -417,26 +453,16 @@ mod budget {
 
     #[test]
     fn an_open_connection_stays_within_its_byte_budget() {
-        eprintln!(
-            "SIZES conn {} session {} peer {} ping {} outbox {} life {} phase {}",
-            size_of::<super::Conn>(),
-            size_of::<super::Session>(),
-            size_of::<super::Peer>(),
-            size_of::<super::Ping>(),
-            size_of::<super::outbox::Outbox>(),
-            size_of::<super::Life>(),
-            size_of::<super::Phase>()
-        );
         // In the shard's slab, for every connection (the HTTP phase is boxed while it lasts).
         assert!(
-            size_of::<super::Conn>() <= 104,
+            size_of::<super::Conn>() <= 96,
             "Conn {}",
             size_of::<super::Conn>()
         );
         assert_eq!(size_of::<super::Phase>(), 16);
         // Boxed once per session.
         assert!(
-            size_of::<super::Session>() <= 160,
+            size_of::<super::Session>() <= 152,
             "Session {}",
             size_of::<super::Session>()
         );

@@ -140,7 +140,7 @@ fn on_bytes(ctx: &mut Env<'_>, key: usize, conn: &mut Conn, chunk: &[u8]) {
                         limits,
                     ));
                 }
-                tracing::info!(connection_id = %s.id, remote = %s.peer.client_ip, identity = %s.peer.grant.identity, "connected");
+                tracing::info!(connection_id = %s.id, remote = %s.peer.client_ip(), identity = %s.peer.grant.identity, "connected");
                 let deflate = s.deflate;
                 conn.open(s, transport);
                 if let (Some(d), Transport::WebSocket) = (deflate, transport) {
@@ -219,7 +219,7 @@ fn new_session(ctx: &mut Env<'_>, a: handshake::Admitted) -> Session {
             }),
             permit: a.permit,
             identity_permit: a.identity_permit,
-            client_ip: a.client_ip,
+            client: crate::conn::state::pack_ip(a.client_ip),
             bucket: crate::auth::TokenBucket::new(rate),
         },
         connected_ms: ctx

@@ -21,7 +21,7 @@ fn reply(ctx: &Env<'_>, conn: &mut Conn, frame: Bytes) {
     if conn.outbox.push_reply(frame).is_err() && conn.is_open() {
         ctx.metrics().reject("rate_limited");
         if let Phase::Open(s) = &conn.phase {
-            tracing::warn!(connection_id = %s.id, remote = %s.peer.client_ip, "too many unread replies; closing 1008");
+            tracing::warn!(connection_id = %s.id, remote = %s.peer.client_ip(), "too many unread replies; closing 1008");
         }
         conn.close(1008, "too many unread replies", ctx.now);
     }
@@ -41,7 +41,7 @@ pub fn on_message(ctx: &mut Env<'_>, key: usize, conn: &mut Conn, msg: Message) 
     );
     if counted && !s.peer.bucket.allow(now, s.peer.grant.inbound) {
         ctx.metrics().reject("rate_limited");
-        tracing::warn!(connection_id = %s.id, remote = %s.peer.client_ip, "inbound message rate exceeded; closing 1008");
+        tracing::warn!(connection_id = %s.id, remote = %s.peer.client_ip(), "inbound message rate exceeded; closing 1008");
         conn.close(1008, "message rate limit exceeded", now);
         return false;
     }

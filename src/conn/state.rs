@@ -66,10 +66,26 @@ pub struct Peer {
     pub permit: crate::auth::ConnPermit,
     /// The identity's connection count, when its tier caps it (released on drop).
     pub identity_permit: Option<Box<crate::auth::IdentityPermit>>,
-    /// Client address after trusted-proxy resolution.
-    pub client_ip: std::net::IpAddr,
+    /// Client address after trusted-proxy resolution, packed in 16 bytes (IPv4 as
+    /// IPv4-mapped; [`Peer::client_ip`] reads it back).
+    pub client: std::net::Ipv6Addr,
     /// Inbound messages taken at the grant's rate.
     pub bucket: crate::auth::TokenBucket,
+}
+
+impl Peer {
+    /// Client address after trusted-proxy resolution.
+    pub fn client_ip(&self) -> std::net::IpAddr {
+        self.client.to_canonical()
+    }
+}
+
+/// `ip` in 16 bytes (an `IpAddr` takes 17): IPv4 as IPv4-mapped IPv6.
+pub fn pack_ip(ip: std::net::IpAddr) -> std::net::Ipv6Addr {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+        std::net::IpAddr::V6(v6) => v6,
+    }
 }
 
 /// The heartbeat ping of a WebSocket session (SSE heartbeats are comments, never answered).
@@ -449,6 +465,14 @@ mod tests {
         s.push(sub("e"));
         assert_eq!(s.swap_remove(0).map(|x| x.channel), Some("e".into()));
         assert!(matches!(s, Subs::None));
+    }
+
+    #[test]
+    fn a_packed_client_address_reads_back() {
+        for ip in ["10.1.2.3", "2001:db8::7", "::1", "127.0.0.1"] {
+            let ip: std::net::IpAddr = ip.parse().expect("address");
+            assert_eq!(pack_ip(ip).to_canonical(), ip);
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@ use super::{Ctx, RING_BATCH, Shard};
 use crate::clock::Stamp;
 use crate::conn::deliver::{Caps, Delivery, deliver};
 use crate::conn::outbox::Frame;
-use crate::conn::{Conn, Life, Phase, Ping, Transport, mark_dirty, read, session};
+use crate::conn::{Conn, Phase, Ping, Transport, mark_dirty, read, session};
 use crate::fanout::RingItem;
 use crate::fanout::failed::Reason;
 use crate::io::{Backend, Sent};
@@ -209,7 +209,7 @@ impl Shard {
             let now = ctx.now;
             let m = &ctx.shared.metrics.shards[ctx.id];
             let sse = conn.transport() == Transport::Sse;
-            if let Life::Closing(c) = &conn.life {
+            if let Some(c) = conn.life.closing() {
                 if now >= c.deadline && !conn.linger_on(now) {
                     kill(ctx, key, conn);
                 }
@@ -398,7 +398,7 @@ impl Shard {
                 }
                 ctx.metrics().connections.add(-1);
                 let sent = conn.outbox.events_written();
-                tracing::info!(connection_id = %s.id, remote = %s.peer.client_ip, sent, dropped = s.dropped(), "disconnected");
+                tracing::info!(connection_id = %s.id, remote = %s.peer.client_ip(), sent, dropped = s.dropped(), "disconnected");
             }
         }
     }
