@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 /// Milliseconds on the process clock, wrapping every 2^32 ms. Comparisons are exact while the
 /// two times are less than 24.8 days apart.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stamp(u32);
 
 fn epoch(now: Instant) -> Instant {

@@ -384,7 +384,8 @@ impl TokenBucket {
     pub fn new(rate: Rate) -> Self {
         TokenBucket {
             tokens: rate.burst.max(1) as f32,
-            last: Stamp::at(Instant::now()),
+            // Read only once tokens fall below the burst, after a refill has set it.
+            last: Stamp::default(),
         }
     }
 

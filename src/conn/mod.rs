@@ -165,11 +165,11 @@ pub enum Transport {
 
 /// Where a connection is in its life: `Open` → `Closing` → `Dead`, never back. One pointer
 /// (every connection has one): nothing while open, the [`Ending`] boxed once it starts.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Default)]
 pub struct Life(Option<Box<Ending>>);
 
 /// A connection's end.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Ending {
     /// Finishing: see [`Closing`].
     Closing(Closing),
@@ -213,7 +213,7 @@ impl Life {
 /// among it), then shut the write side (`write_shut`), then wait for the peer's EOF until
 /// `deadline`. `unsent`: bytes still ours to deliver (outbox + socket send queue) when
 /// `deadline` was set; a peer that keeps reading them extends the linger, up to `until`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Closing {
     pub deadline: Instant,
     pub close_sent: bool,

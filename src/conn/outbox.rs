@@ -107,9 +107,6 @@ impl Outbox {
     /// Fixes the session's transport (once, at the upgrade, before any event is queued).
     pub(crate) fn set_transport(&mut self, t: Transport) {
         self.transport = t;
-        if let Some(l) = &mut self.lanes {
-            l.set_transport(t);
-        }
     }
     pub fn transport(&self) -> Transport {
         self.transport
@@ -124,9 +121,6 @@ impl Outbox {
     /// Writes events compressed (once, at the upgrade, before any event is queued).
     pub(crate) fn set_deflate(&mut self, d: Deflated) {
         self.deflate = Some(Box::new(d));
-        if let Some(l) = &mut self.lanes {
-            l.set_deflate(d);
-        }
     }
     /// How events are written: from the transport and the negotiated compression.
     #[inline]
@@ -141,14 +135,9 @@ impl Outbox {
     /// The lanes, made on first use (they start from the counts kept while there were none).
     #[inline]
     fn lanes(&mut self) -> &mut Lanes {
-        let (t, d, ew, cw) = (
-            self.transport,
-            self.deflate.as_deref().copied(),
-            self.events_written,
-            self.control_written,
-        );
+        let (ew, cw) = (self.events_written, self.control_written);
         self.lanes
-            .get_or_insert_with(|| Box::new(Lanes::starting(t, d, ew, cw)))
+            .get_or_insert_with(|| Box::new(Lanes::starting(ew, cw)))
     }
 
     /// Drops the lanes, keeping their counts.
@@ -168,7 +157,8 @@ impl Outbox {
     }
 
     /// Whether the queue state is allocated (tests of the memory policy).
-    pub fn holds_lanes(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn holds_lanes(&self) -> bool {
         self.lanes.is_some()
     }
 
@@ -226,7 +216,9 @@ impl Outbox {
         max_bytes: usize,
         on_drop: impl FnMut(&Event),
     ) {
-        self.lanes().push_event(ev, max_frames, max_bytes, on_drop);
+        let enc = self.encoding();
+        self.lanes()
+            .push_event(ev, enc, max_frames, max_bytes, on_drop);
     }
 
     /// [`Outbox::push_event`] with this connection's own encoding of `ev` (written as is).
@@ -239,8 +231,9 @@ impl Outbox {
         max_bytes: usize,
         on_drop: impl FnMut(&Event),
     ) {
+        let enc = self.encoding();
         self.lanes()
-            .push_event_encoded(ev, encoded, max_frames, max_bytes, on_drop);
+            .push_event_encoded(ev, encoded, enc, max_frames, max_bytes, on_drop);
     }
 
     /// Queues a server control frame (HTTP response, ping, status, echo) in the control lane.
@@ -285,8 +278,9 @@ impl Outbox {
     /// Drops every queued event frame not yet started, handing each to `on_drop` (a `gap`
     /// among them moves to the control lane, ahead of a queued close).
     pub fn clear_events(&mut self, on_drop: impl FnMut(&Event)) {
+        let enc = self.encoding();
         if let Some(l) = &mut self.lanes {
-            l.clear_events(on_drop);
+            l.clear_events(enc, on_drop);
         }
     }
 
@@ -302,7 +296,11 @@ impl Outbox {
     /// event lane. The first starts at `head_offset`.
     #[inline]
     pub fn ordered(&self) -> impl Iterator<Item = &Bytes> {
-        self.lanes.as_deref().into_iter().flat_map(Lanes::ordered)
+        let enc = self.encoding();
+        self.lanes
+            .as_deref()
+            .into_iter()
+            .flat_map(move |l| l.ordered(enc))
     }
 
     /// Bytes of the first frame of [`Outbox::ordered`] already written.
@@ -331,16 +329,21 @@ impl Outbox {
     /// The queued bytes as slices in write order, the head frame starting at its write offset
     /// (the TLS path hands these to rustls's writer, then calls [`Outbox::consume`]).
     pub fn slices(&self) -> impl Iterator<Item = io::IoSlice<'_>> {
-        self.lanes.as_deref().into_iter().flat_map(Lanes::slices)
+        let enc = self.encoding();
+        self.lanes
+            .as_deref()
+            .into_iter()
+            .flat_map(move |l| l.slices(enc))
     }
 
     /// Marks `n` bytes as written: pops finished frames, keeps the offset into a torn one.
     /// Drained with no event lane buffer (no events flow here), the lanes are freed.
     pub fn consume(&mut self, n: usize) {
+        let enc = self.encoding();
         let Some(l) = &mut self.lanes else {
             return;
         };
-        l.consume(n);
+        l.consume(n, enc);
         if l.is_empty() && !l.events_hot() {
             self.free_lanes();
         }

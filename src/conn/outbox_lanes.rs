@@ -9,8 +9,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::{CONTROL_MAX_BYTES, CONTROL_MAX_FRAMES, ControlFull, Frame, GapEncoder};
-use crate::conn::Transport;
-use crate::conn::encoding::{Deflated, Encoding, encode};
+use crate::conn::encoding::{Encoding, encode};
 use crate::event::Event;
 
 /// An event-lane entry: the shared event, and this connection's own encoding of it when it
@@ -89,9 +88,6 @@ pub(super) struct Lanes {
     /// Replies queued (see [`super::Outbox::push_reply`]) and their bytes.
     replies: usize,
     reply_bytes: usize,
-    /// The session's transport: SSE writes events as SSE messages, the others as WebSocket
-    /// frames.
-    transport: Transport,
     /// Event frames written out in full (the session's `sent`).
     events_written: u64,
     /// Control frames queued / written out in full (marks for "the ping is out").
@@ -100,28 +96,9 @@ pub(super) struct Lanes {
     /// Event-lane `gap`s that reached the front of a drop, per channel, to go to the control
     /// lane at the next [`super::Outbox::settle`] (one encoding per turn, not one per drop).
     moved: Vec<(Box<str>, u64, GapEncoder)>,
-    /// `Some` when the WebSocket negotiated `permessage-deflate` (set once, at the upgrade).
-    deflate: Option<Deflated>,
 }
 
 impl Lanes {
-    /// Fixes the session's transport (once, at the upgrade, before any event is queued).
-    pub(super) fn set_transport(&mut self, t: Transport) {
-        self.transport = t;
-    }
-    /// Writes events compressed (once, at the upgrade, before any event is queued).
-    pub(super) fn set_deflate(&mut self, d: Deflated) {
-        self.deflate = Some(d);
-    }
-    /// How events are written: from the transport and the negotiated compression.
-    #[inline]
-    pub(super) fn encoding(&self) -> Encoding {
-        match (self.transport, self.deflate) {
-            (Transport::Sse, _) => Encoding::Sse,
-            (_, Some(d)) => Encoding::WsDeflate(d),
-            (_, None) => Encoding::Ws,
-        }
-    }
     /// Frames queued, both lanes.
     pub(super) fn len(&self) -> usize {
         self.control.len() + self.events.len()
@@ -174,6 +151,7 @@ impl Lanes {
     pub(super) fn push_event(
         &mut self,
         ev: &Arc<Event>,
+        enc: Encoding,
         max_frames: usize,
         max_bytes: usize,
         on_drop: impl FnMut(&Event),
@@ -182,7 +160,7 @@ impl Lanes {
             ev: ev.clone(),
             own: None,
         };
-        self.push_queued(q, max_frames, max_bytes, on_drop);
+        self.push_queued(q, enc, max_frames, max_bytes, on_drop);
     }
 
     /// [`super::Outbox::push_event`] with this connection's own encoding of `ev` (written as is).
@@ -191,6 +169,7 @@ impl Lanes {
         &mut self,
         ev: &Arc<Event>,
         encoded: Bytes,
+        enc: Encoding,
         max_frames: usize,
         max_bytes: usize,
         on_drop: impl FnMut(&Event),
@@ -199,20 +178,21 @@ impl Lanes {
             ev: ev.clone(),
             own: Some(encoded),
         };
-        self.push_queued(q, max_frames, max_bytes, on_drop);
+        self.push_queued(q, enc, max_frames, max_bytes, on_drop);
     }
 
     #[inline]
     fn push_queued(
         &mut self,
         q: Queued,
+        enc: Encoding,
         max_frames: usize,
         max_bytes: usize,
         mut on_drop: impl FnMut(&Event),
     ) {
-        let len = q.bytes(self.encoding()).len();
+        let len = q.bytes(enc).len();
         while self.events.len() >= max_frames || self.event_bytes + len > max_bytes {
-            match self.drop_oldest_event() {
+            match self.drop_oldest_event(enc) {
                 Some(dropped) => on_drop(&dropped),
                 None => break,
             }
@@ -349,9 +329,8 @@ impl Lanes {
 
     /// Drops every queued event frame not yet started, handing each to `on_drop` (a `gap`
     /// among them moves to the control lane, ahead of a queued close).
-    pub(super) fn clear_events(&mut self, mut on_drop: impl FnMut(&Event)) {
+    pub(super) fn clear_events(&mut self, enc: Encoding, mut on_drop: impl FnMut(&Event)) {
         let keep = usize::from(self.torn_event());
-        let enc = self.encoding();
         let mut gaps = Vec::new();
         for q in self.events.drain(keep..) {
             self.event_bytes -= q.bytes(enc).len();
@@ -373,11 +352,11 @@ impl Lanes {
 
     /// Drops the oldest event frame not yet started; a `gap` in front of it moves to the
     /// control lane (the same place in write order).
-    fn drop_oldest_event(&mut self) -> Option<Arc<Event>> {
+    fn drop_oldest_event(&mut self, enc: Encoding) -> Option<Arc<Event>> {
         let idx = usize::from(self.torn_event());
         loop {
             let q = self.events.remove(idx)?;
-            self.event_bytes -= q.bytes(self.encoding()).len();
+            self.event_bytes -= q.bytes(enc).len();
             match q {
                 Queued::Event { ev, .. } => return Some(ev),
                 Queued::Gap {
@@ -403,8 +382,7 @@ impl Lanes {
 
     /// Every queued frame's bytes in write order: a torn event head, the control lane, the
     /// event lane. The first starts at `head_offset`.
-    pub(super) fn ordered(&self) -> impl Iterator<Item = &Bytes> {
-        let enc = self.encoding();
+    pub(super) fn ordered(&self, enc: Encoding) -> impl Iterator<Item = &Bytes> {
         let torn = usize::from(self.torn_event());
         self.events
             .iter()
@@ -421,9 +399,9 @@ impl Lanes {
 
     /// The queued bytes as slices in write order, the head frame starting at its write offset
     /// (the TLS path hands these to rustls's writer, then calls [`super::Outbox::consume`]).
-    pub(super) fn slices(&self) -> impl Iterator<Item = io::IoSlice<'_>> {
+    pub(super) fn slices(&self, enc: Encoding) -> impl Iterator<Item = io::IoSlice<'_>> {
         let off = self.head_offset;
-        self.ordered().enumerate().map(move |(i, b)| {
+        self.ordered(enc).enumerate().map(move |(i, b)| {
             let o = if i == 0 { off.min(b.len()) } else { 0 };
             io::IoSlice::new(&b[o..])
         })
@@ -443,8 +421,7 @@ impl Lanes {
     }
 
     /// Marks `n` bytes as written: pops finished frames, keeps the offset into a torn one.
-    pub(super) fn consume(&mut self, mut n: usize) {
-        let enc = self.encoding();
+    pub(super) fn consume(&mut self, mut n: usize, enc: Encoding) {
         while n > 0 {
             let Some(lane) = self.head_lane() else { break };
             let len = match lane {
@@ -504,17 +481,10 @@ impl Lanes {
 }
 
 impl Lanes {
-    /// Empty lanes for an outbox over `transport` (and `deflate`) that has written
-    /// `events_written` events and `control_written` control frames so far.
-    pub(super) fn starting(
-        transport: Transport,
-        deflate: Option<Deflated>,
-        events_written: u64,
-        control_written: u64,
-    ) -> Lanes {
+    /// Empty lanes for an outbox that has written `events_written` events and
+    /// `control_written` control frames so far.
+    pub(super) fn starting(events_written: u64, control_written: u64) -> Lanes {
         Lanes {
-            transport,
-            deflate,
             events_written,
             control_pushed: control_written,
             control_written,
